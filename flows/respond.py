@@ -1,0 +1,57 @@
+"""The shared response pipeline: detection → classification → notification → remediation → record.
+
+Every emergency type runs through this one flow; what differs between types is catalog data
+(detectors, rules, routing, runbook, templates), never a branch in here.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from ledgerguard.response.models import ResponseOutcome, ResponseRequest, StepResult
+from ledgerguard.runtime import get_runtime
+from tasks.classify import classify_incident
+from tasks.detect import detect
+from tasks.notify import notify_responders
+from tasks.record import record_clear, record_incident
+from tasks.remediate import run_runbook_step
+
+
+@flow(name="respond", flow_run_name="respond-{request.emergency_type}", validate_parameters=True)
+def respond(request: ResponseRequest) -> ResponseOutcome:
+    detection = detect(request)
+    if not detection.found:
+        return record_clear(request, detection)
+
+    classified = classify_incident(request, detection)
+
+    notify_state = notify_responders(request.emergency_type, classified, return_state=True)
+    notified, notify_error = [], None
+    if notify_state.is_completed():
+        notified = notify_state.result()
+    else:
+        # Failed deliveries stay in the register as failed and are retried by the next run;
+        # the runbook must not wait for the mail server.
+        notify_error = str(notify_state.message or "notification failed")
+
+    steps = remediate(request, classified.incident_id) if request.remediate else []
+    return record_incident(request, classified, steps, notified, notify_error)
+
+
+def remediate(request: ResponseRequest, incident_id: str) -> list[StepResult]:
+    """Run the runbook in order; a failed step stops it unless the catalog says continue."""
+    entry = get_runtime().catalog.get(request.emergency_type)
+    results: list[StepResult] = []
+    for step in entry.runbook:
+        state = run_runbook_step.with_options(
+            retries=step.retries, retry_delay_seconds=2, timeout_seconds=step.timeout_minutes * 60,
+        )(request.emergency_type, step.id, incident_id, request.resource, return_state=True)
+        if state.is_completed():
+            results.append(state.result())
+            continue
+        results.append(StepResult(step_id=step.id, kind=step.kind, status="failed",
+                                  summary=str(state.message or "failed")))
+        if step.on_failure == "stop":
+            get_run_logger().error("runbook stopped at %s: %s", step.id, state.message)
+            break
+    return results

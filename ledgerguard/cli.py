@@ -1,0 +1,231 @@
+"""`ledgerguard` — the command line: demo, checks, sample data, runs, audit.
+
+This is an entry point: it may import anything. Prefect is imported only by the commands that
+run flows, after the environment points it at the right server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ledgerguard.config import get_settings, reset_settings
+
+app = typer.Typer(help="LedgerGuard: emergency response for accounting agencies (代理记账公司).",
+                  no_args_is_help=True, add_completion=False)
+audit_app = typer.Typer(help="Check the register's tamper-evident timeline.", no_args_is_help=True)
+run_app = typer.Typer(help="Run an emergency flow now (against the Prefect server in PREFECT_API_URL).",
+                      no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(run_app, name="run")
+console = Console()
+err = Console(stderr=True)
+
+
+def _use_home(home: Optional[Path]) -> None:
+    if home is not None:
+        os.environ["LEDGERGUARD_HOME"] = str(home.resolve())
+    reset_settings()
+    from ledgerguard.runtime import reset_runtime
+
+    reset_runtime()
+
+
+def _install_masking() -> None:
+    from ledgerguard.masking import install_log_masking
+
+    install_log_masking()
+
+
+@app.command()
+def check(catalog: Optional[Path] = typer.Option(None, "--catalog", help="Catalog folder (default: the bundled catalog/)")) -> None:
+    """Validate every catalog file; print each problem as file: field: reason."""
+    from ledgerguard.catalog.service import check_catalog
+
+    directory = catalog or get_settings().catalog_dir
+    problems = check_catalog(directory)
+    if problems:
+        for problem in problems:
+            err.print(f"[red]{problem.file}[/red]: {problem.field}: {problem.reason}", highlight=False)
+        err.print(f"{len(problems)} problem(s) in {directory}")
+        raise typer.Exit(1)
+    files = sorted(p.name for p in Path(directory).glob("*.yaml"))
+    console.print(f"catalog OK: {len(files)} file(s) in {directory}")
+
+
+@audit_app.command("verify")
+def audit_verify(home: Optional[Path] = typer.Option(None, help="LedgerGuard home folder"),
+                 register_url: Optional[str] = typer.Option(None, "--register", help="SQLAlchemy URL of the register")) -> None:
+    """Recompute the timeline hash chain; name every edited or deleted entry."""
+    _use_home(home)
+    from ledgerguard.register.audit import verify_chain
+    from ledgerguard.register.db import make_engine, session_scope, upgrade
+
+    engine = make_engine(register_url or get_settings().register)
+    upgrade(engine)
+    with session_scope(engine) as db_session:
+        problems = verify_chain(db_session=db_session)
+        from sqlalchemy import func, select
+
+        from ledgerguard.register.models import TimelineEntry
+
+        count = db_session.scalar(select(func.count()).select_from(TimelineEntry))
+    if problems:
+        for problem in problems:
+            err.print(f"[red]TAMPERED[/red] {problem}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"timeline intact: {count} entries verified")
+
+
+@app.command()
+def sample(out: Optional[Path] = typer.Option(None, help="Agency folder (default: <home>/agency)"),
+           clients: int = typer.Option(200, min=1, max=5000), nights: int = typer.Option(3, min=1, max=30),
+           seed: int = typer.Option(7), force: bool = typer.Option(False, help="Replace an existing folder")) -> None:
+    """Generate a realistic sample agency: clients, ledgers, nightly backups, contacts, filing tracker."""
+    import shutil
+
+    from ledgerguard.sample.generator import generate_agency
+
+    target = out or get_settings().agency_path
+    if target.exists() and any(target.iterdir()):
+        if not force:
+            err.print(f"{target} already exists; use --force to replace it")
+            raise typer.Exit(1)
+        shutil.rmtree(target)
+    agency = generate_agency(target, clients=clients, nights=nights, seed=seed)
+    console.print(f"sample agency '{agency.config.name}' with {len(agency.clients)} clients in {target}")
+
+
+@app.command("smtp-sink")
+def smtp_sink(directory: Optional[Path] = typer.Option(None, help="Where .eml files go (default: <home>/mail)"),
+              host: str = "127.0.0.1", port: int = 8025) -> None:
+    """Run a local SMTP server that writes every message it receives as an .eml file."""
+    from ledgerguard.channels.smtp_sink import run_sink_forever
+
+    target = directory or get_settings().mail_dir
+    console.print(f"SMTP sink on {host}:{port} → {target} (Ctrl-C to stop)")
+    run_sink_forever(target, host, port)
+
+
+def _print_outcome(outcome) -> None:
+    table = Table(title="LedgerGuard run", show_header=False)
+    table.add_row("type / resource", f"{outcome.emergency_type} / {outcome.resource}")
+    table.add_row("incident", f"{outcome.incident_id or '—'} ({'opened' if outcome.incident_created else 'existing' if outcome.incident_id else 'none'})")
+    table.add_row("status", outcome.status)
+    if outcome.level:
+        table.add_row("level", f"{outcome.level_label} ({outcome.priority}), regulatory grade {outcome.regulatory_grade}")
+        table.add_row("why", "\n".join(outcome.rationale) or "—")
+    if outcome.clear_reasons:
+        table.add_row("quiet detectors", "\n".join(outcome.clear_reasons))
+    table.add_row("notified", "\n".join(outcome.notified) or "—")
+    if outcome.notifications_failed:
+        table.add_row("not delivered", "\n".join(outcome.notifications_failed))
+    table.add_row("runbook", "\n".join(f"{s.step_id}: {s.status} — {s.summary}" for s in outcome.steps) or "—")
+    table.add_row("obligations", "\n".join(outcome.obligations) or "—")
+    table.add_row("report", outcome.report_path or "—")
+    table.add_row("post-mortem", outcome.postmortem_path or "—")
+    console.print(table)
+
+
+def _run_flow(flow_name: str, request) -> object:
+    from flows import EMERGENCY_FLOWS
+
+    return EMERGENCY_FLOWS[flow_name](request)
+
+
+@run_app.command("ledger-loss")
+def run_ledger_loss(client: str = typer.Option(..., "--client", help="Client ID, e.g. C0001"),
+                    remediate: bool = True, home: Optional[Path] = None) -> None:
+    """Check one client's ledger and restore it if it was lost or corrupted."""
+    _use_home(home)
+    _install_masking()
+    from ledgerguard.response.models import LedgerLossRequest
+
+    _print_outcome(_run_flow("ledger_loss", LedgerLossRequest(client_id=client, remediate=remediate,
+                                                              requested_by=os.environ.get("USER", "cli"), source="cli")))
+
+
+@run_app.command("backup-failure")
+def run_backup_failure(target: str = typer.Option("nightly", "--target"), remediate: bool = True,
+                       home: Optional[Path] = None) -> None:
+    """Check the nightly backups against the RPO and repair them."""
+    _use_home(home)
+    _install_masking()
+    from ledgerguard.response.models import BackupFailureRequest
+
+    _print_outcome(_run_flow("backup_failure", BackupFailureRequest(backup_target=target, remediate=remediate,
+                                                                    requested_by=os.environ.get("USER", "cli"), source="cli")))
+
+
+@app.command()
+def incidents(home: Optional[Path] = None, all_: bool = typer.Option(False, "--all", help="Include resolved and closed")) -> None:
+    """List incidents in the register."""
+    _use_home(home)
+    from ledgerguard.register import service as register
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    table = Table("id", "type", "resource", "level", "status", "opened")
+    with runtime.session() as db_session:
+        for incident in register.list_incidents(db_session=db_session):
+            if not all_ and incident.status in ("resolved", "closed"):
+                continue
+            table.add_row(incident.id, incident.emergency_type, incident.resource,
+                          str(incident.level or "—"), incident.status, str(incident.opened_at))
+    console.print(table)
+
+
+@app.command()
+def ui(home: Optional[Path] = None, port: int = 4200) -> None:
+    """Start the embedded Prefect server (and its UI) on this home's run history; Ctrl-C stops it."""
+    _use_home(home)
+    import time
+
+    from ledgerguard.embedded import PrefectServer
+
+    server = PrefectServer(prefect_home=get_settings().home / "prefect", port=port)
+    with server:
+        console.print(f"Prefect UI: {server.ui_url}  (API {server.api_url}); Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def serve(home: Optional[Path] = None) -> None:
+    """Serve every deployment in deployments/ from this process (runs started from the Prefect UI)."""
+    _use_home(home)
+    _install_masking()
+    from deployments import serve_all
+
+    serve_all()
+
+
+@app.command()
+def demo(home: Optional[Path] = typer.Option(None, help="Demo home folder (default: ./.ledgerguard)"),
+         clients: int = typer.Option(200, help="Clients in the sample agency"),
+         client: Optional[str] = typer.Option(None, help="Client whose ledger to break (default: a VIP-free one)"),
+         port: int = typer.Option(4200, help="Port of the local Prefect server"),
+         keep_server: bool = typer.Option(False, help="Leave the Prefect server running afterwards")) -> None:
+    """Break a sample client's ledger and run the ledger-loss flow end to end on the embedded default."""
+    from ledgerguard.demo import run_demo
+
+    _use_home(home)
+    sys.exit(run_demo(console=console, clients=clients, client=client, port=port, keep_server=keep_server))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Settings, read from the environment (prefix ``LEDGERGUARD_``) with sensible embedded defaults.
+
+Everything an installation keeps on disk lives under one home folder:
+
+    <home>/register.sqlite   the register (unless LEDGERGUARD_REGISTER_URL names another database)
+    <home>/agency/           the agency's data: agency.yaml, clients.csv, contacts.yaml, ledgers/, backups/
+    <home>/mail/             .eml files written by the local SMTP sink
+    <home>/reports/          rendered per-run reports and post-mortems
+    <home>/scratch/          staging copies and test restores
+    <home>/prefect/          PREFECT_HOME of the embedded Prefect server
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGERGUARD_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.cwd() / ".ledgerguard")
+    register_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite file in home by default")
+    catalog_dir: Path = PROJECT_ROOT / "catalog"
+    templates_dir: Path = PROJECT_ROOT / "templates"
+    agency_dir: Path | None = None
+    contacts_file: Path | None = None
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    timezone: str = "Asia/Shanghai"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: bool = False
+    smtp_timeout_seconds: int = 5
+    mail_from: str = "ledgerguard@agency.example"
+
+    report_when_clear: bool = Field(default=True, description="email a report for runs that found nothing")
+
+    @property
+    def agency_path(self) -> Path:
+        return self.agency_dir or self.home / "agency"
+
+    @property
+    def contacts_path(self) -> Path:
+        return self.contacts_file or self.agency_path / "contacts.yaml"
+
+    @property
+    def register(self) -> str:
+        return self.register_url or f"sqlite:///{self.home / 'register.sqlite'}"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.home / "mail"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.home / "scratch"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings, e.g. after a test changes the environment."""
+    get_settings.cache_clear()

@@ -1,0 +1,373 @@
+"""The register's tables: SQLAlchemy 2 typed ORM, portable between SQLite and PostgreSQL.
+
+Conventions
+- Primary keys are uuid4 hex strings (``new_id()``), except the global timeline ``seq``.
+- Enum-like columns (status, stage, …) hold the plain string values of the enums in
+  ``ledgerguard.models`` ("open", "sent", "succeeded"…); the service validates them.
+- Every datetime column is a :class:`UTCDateTime`: values are stored as UTC and always come
+  back tz-aware (UTC), on SQLite too.
+- JSON columns are ``sqlalchemy.JSON`` and hold plain JSON values only (see ``to_jsonable``).
+- ``timeline_entries`` rows are append-only: updating or deleting one through the ORM raises
+  :class:`AppendOnlyError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import uuid
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+GENESIS_HASH = "0" * 64
+"""``prev_hash`` of the very first timeline entry of a register."""
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A tz-aware UTC datetime; naive values are taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON values (dict/list/str/int/float/bool/None) for a JSON column or a hash.
+
+    Datetimes become ISO strings, enums their value, pydantic models ``model_dump(mode="json")``,
+    dict keys strings — so what is stored reads back equal to what was written.
+    """
+    if isinstance(value, enum.Enum):
+        return to_jsonable(value.value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat() if value.tzinfo else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    return str(value)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime stored as UTC on every backend.
+
+    PostgreSQL gets ``timestamp with time zone``; SQLite (which has no time zones) stores the UTC
+    wall time and the value is made tz-aware again when read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}: {value!r}")
+        value = as_utc(value)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return as_utc(value)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class AppendOnlyError(RuntimeError):
+    """Raised when something tries to change or remove a timeline entry."""
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    dedup_key: Mapped[str] = mapped_column(String(255), index=True)
+    # Equals dedup_key while the incident is open and NULL once it is resolved or closed: the
+    # unique constraint is how the database enforces one open incident per dedup key.
+    open_dedup_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    emergency_type: Mapped[str] = mapped_column(String(100), index=True)
+    resource: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    drill: Mapped[bool] = mapped_column(Boolean, default=False)
+    level: Mapped[int | None] = mapped_column(Integer)
+    priority: Mapped[str | None] = mapped_column(String(4))
+    impact: Mapped[str | None] = mapped_column(String(1))
+    urgency: Mapped[str | None] = mapped_column(String(1))
+    regulatory_grade: Mapped[str | None] = mapped_column(String(20))
+    assessment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    affected_clients: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    frozen_escalation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    mitigated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    timeline_count: Mapped[int] = mapped_column(Integer, default=0)
+    timeline_head: Mapped[str | None] = mapped_column(String(64))
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("open", "acknowledged", "mitigated")
+
+    def __repr__(self) -> str:
+        return f"<Incident {self.id} {self.dedup_key!r} {self.status} level={self.level}>"
+
+
+class SignalRecord(Base):
+    __tablename__ = "signals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    source: Mapped[str] = mapped_column(String(100))
+    emergency_type: Mapped[str] = mapped_column(String(100))
+    resource: Mapped[str] = mapped_column(String(255))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    dedup_key: Mapped[str] = mapped_column(String(255), index=True)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    drill: Mapped[bool] = mapped_column(Boolean, default=False)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class FindingRecord(Base):
+    __tablename__ = "findings"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    detector: Mapped[str] = mapped_column(String(100))
+    resource: Mapped[str] = mapped_column(String(255))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    evidence: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TimelineEntry(Base):
+    """One append-only entry; ``hash`` chains it to the entry with ``seq - 1`` (register-wide)."""
+
+    __tablename__ = "timeline_entries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    stage: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(50))
+    actor: Mapped[str] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    def compute_hash(self) -> str:
+        return entry_hash(
+            seq=self.seq,
+            incident_id=self.incident_id,
+            occurred_at=self.occurred_at,
+            stage=self.stage,
+            kind=self.kind,
+            actor=self.actor,
+            message=self.message,
+            data=self.data,
+            flow_run_id=self.flow_run_id,
+            prev_hash=self.prev_hash,
+        )
+
+    def __repr__(self) -> str:
+        return f"<TimelineEntry #{self.seq} {self.incident_id} {self.stage}/{self.kind}>"
+
+
+def canonical_occurred_at(value: datetime) -> str:
+    """The ISO form hashed for ``occurred_at``: UTC, always with microseconds."""
+    return as_utc(value).isoformat(timespec="microseconds")
+
+
+def entry_hash(
+    *,
+    seq: int,
+    incident_id: str,
+    occurred_at: datetime,
+    stage: str,
+    kind: str,
+    actor: str,
+    message: str,
+    data: Any,
+    flow_run_id: str | None,
+    prev_hash: str,
+) -> str:
+    """sha256 (hex) over the canonical JSON of one entry's content and its predecessor's hash."""
+    body = {
+        "seq": seq,
+        "incident_id": incident_id,
+        "occurred_at": canonical_occurred_at(occurred_at),
+        "stage": stage,
+        "kind": kind,
+        "actor": actor,
+        "message": message,
+        "data": to_jsonable(data if data is not None else {}),
+        "flow_run_id": flow_run_id,
+        "prev_hash": prev_hash,
+    }
+    text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(20))
+    recipient: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(100))
+    step: Mapped[str] = mapped_column(String(100))
+    template: Mapped[str] = mapped_column(String(255), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class RunbookAction(Base):
+    __tablename__ = "runbook_actions"
+    __table_args__ = (UniqueConstraint("incident_id", "step_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    step_id: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class ObligationRecord(Base):
+    __tablename__ = "obligations"
+    __table_args__ = (UniqueConstraint("incident_id", "obligation_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    obligation_id: Mapped[str] = mapped_column(String(100))
+    law: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    recipient: Mapped[str] = mapped_column("to", Text)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime())
+    immediate: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    met_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IncidentFlowRun(Base):
+    __tablename__ = "incident_flow_runs"
+
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), primary_key=True)
+    flow_run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    flow_name: Mapped[str] = mapped_column(String(255), default="")
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ObligationState(str, enum.Enum):
+    OPEN = "open"
+    MET = "met"
+    MISSED = "missed"
+    WAIVED = "waived"
+
+
+# --- append-only timeline -------------------------------------------------------------------
+
+
+@event.listens_for(TimelineEntry, "before_update")
+def _refuse_update(mapper: Any, connection: Any, target: TimelineEntry) -> None:
+    raise AppendOnlyError(f"timeline entry #{target.seq} is append-only and cannot be updated")
+
+
+@event.listens_for(TimelineEntry, "before_delete")
+def _refuse_delete(mapper: Any, connection: Any, target: TimelineEntry) -> None:
+    raise AppendOnlyError(f"timeline entry #{target.seq} is append-only and cannot be deleted")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk_changes(orm_execute_state: Any) -> None:
+    """ORM-enabled ``update(TimelineEntry)`` / ``delete(TimelineEntry)`` bypass mapper events."""
+    if not (orm_execute_state.is_update or orm_execute_state.is_delete):
+        return
+    mapper = orm_execute_state.bind_mapper
+    if mapper is not None and mapper.class_ is TimelineEntry:
+        verb = "updated" if orm_execute_state.is_update else "deleted"
+        raise AppendOnlyError(f"timeline entries are append-only and cannot be {verb}")
+
+
+ALL_TABLES = [
+    "incidents",
+    "signals",
+    "findings",
+    "timeline_entries",
+    "notifications",
+    "runbook_actions",
+    "obligations",
+    "incident_flow_runs",
+]

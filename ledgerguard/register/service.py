@@ -1,0 +1,692 @@
+"""Register operations. Every function takes keyword-only arguments and a ``db_session``.
+
+The functions flush but never commit: the caller owns the transaction, normally through
+``ledgerguard.register.db.session_scope()``. Writes that may race with another process (opening
+an incident, appending to the timeline, claiming a notification, starting an action, upserting an
+obligation, linking a flow run) run their INSERT inside a SAVEPOINT, so a unique-constraint clash
+rolls back only that insert and the function joins the row the other process wrote.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from ledgerguard.models import (
+    ActionStatus,
+    Assessment,
+    DeliveryStatus,
+    Finding,
+    IncidentStatus,
+    Signal,
+    Stage,
+    StepKind,
+)
+from ledgerguard.register.models import (
+    GENESIS_HASH,
+    FindingRecord,
+    Incident,
+    IncidentFlowRun,
+    Notification,
+    ObligationRecord,
+    ObligationState,
+    RunbookAction,
+    SignalRecord,
+    TimelineEntry,
+    as_utc,
+    entry_hash,
+    new_id,
+    to_jsonable,
+    utcnow,
+)
+
+__all__ = [
+    "NotFound",
+    "Conflict",
+    "open_or_join_incident",
+    "record_signal",
+    "record_finding",
+    "apply_assessment",
+    "set_status",
+    "append_timeline",
+    "link_flow_run",
+    "claim_notification",
+    "mark_notification_sent",
+    "mark_notification_failed",
+    "list_notifications",
+    "get_notification",
+    "get_action",
+    "start_action",
+    "finish_action",
+    "list_actions",
+    "set_obligation_status",
+    "list_obligations",
+    "get_incident",
+    "find_open_incident",
+    "list_incidents",
+    "get_timeline",
+    "list_findings",
+    "list_signals",
+    "list_flow_runs",
+]
+
+APPEND_RETRIES = 8
+TIMELINE_LOCK_KEY = 0x4C475444  # 'LGTD': the timeline chain's advisory lock
+OPEN_RETRIES = 5
+T = TypeVar("T")
+
+
+class NotFound(LookupError):
+    """A register row that was asked for does not exist."""
+
+
+class Conflict(RuntimeError):
+    """A write could not be made consistent with what another process wrote."""
+
+
+def _value(x: Any) -> Any:
+    return x.value if isinstance(x, enum.Enum) else x
+
+
+def _retryable(exc: OperationalError) -> bool:
+    """Deadlock / serialization failure (PostgreSQL) or a busy SQLite database."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code in ("40001", "40P01"):
+        return True
+    return "database is locked" in str(exc.orig).lower()
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(0.2, 0.005 * (2**attempt)) * random.random())
+
+
+def _insert_or_fetch(db_session: Session, obj: T, fetch: Callable[[], T | None]) -> tuple[T, bool]:
+    """INSERT ``obj`` in a SAVEPOINT; on a unique clash return the row ``fetch`` finds instead."""
+    try:
+        with db_session.begin_nested():
+            db_session.add(obj)
+            db_session.flush()
+        return obj, True
+    except IntegrityError:
+        existing = fetch()
+        if existing is None:
+            raise
+        return existing, False
+
+
+# --- queries ---------------------------------------------------------------------------------
+
+
+def get_incident(*, db_session: Session, incident_id: str) -> Incident:
+    incident = db_session.get(Incident, incident_id)
+    if incident is None:
+        raise NotFound(f"incident {incident_id!r} not found in the register")
+    return incident
+
+
+def find_open_incident(*, db_session: Session, dedup_key: str) -> Incident | None:
+    """The open (open/acknowledged/mitigated) incident for ``dedup_key``, if any."""
+    return db_session.scalars(select(Incident).where(Incident.open_dedup_key == dedup_key)).first()
+
+
+def list_incidents(
+    *,
+    db_session: Session,
+    status: IncidentStatus | str | Iterable[IncidentStatus | str] | None = None,
+    emergency_type: str | None = None,
+    drill: bool | None = None,
+    open_only: bool = False,
+) -> list[Incident]:
+    """Incidents, newest first. ``status`` may be one status or several; ``open_only`` keeps
+    the ones still open (open, acknowledged, mitigated)."""
+    query = select(Incident)
+    if status is not None:
+        statuses = [status] if isinstance(status, (str, enum.Enum)) else list(status)
+        query = query.where(Incident.status.in_([IncidentStatus(_value(s)).value for s in statuses]))
+    if open_only:
+        query = query.where(Incident.open_dedup_key.is_not(None))
+    if emergency_type is not None:
+        query = query.where(Incident.emergency_type == emergency_type)
+    if drill is not None:
+        query = query.where(Incident.drill.is_(drill))
+    return list(db_session.scalars(query.order_by(Incident.opened_at.desc(), Incident.id)))
+
+
+def get_timeline(*, db_session: Session, incident_id: str) -> list[TimelineEntry]:
+    """An incident's timeline entries, oldest first."""
+    query = select(TimelineEntry).where(TimelineEntry.incident_id == incident_id).order_by(TimelineEntry.seq)
+    return list(db_session.scalars(query))
+
+
+def list_findings(*, db_session: Session, incident_id: str) -> list[FindingRecord]:
+    query = select(FindingRecord).where(FindingRecord.incident_id == incident_id)
+    return list(db_session.scalars(query.order_by(FindingRecord.observed_at, FindingRecord.id)))
+
+
+def list_signals(*, db_session: Session, incident_id: str) -> list[SignalRecord]:
+    query = select(SignalRecord).where(SignalRecord.incident_id == incident_id)
+    return list(db_session.scalars(query.order_by(SignalRecord.received_at, SignalRecord.id)))
+
+
+def list_flow_runs(*, db_session: Session, incident_id: str) -> list[IncidentFlowRun]:
+    query = select(IncidentFlowRun).where(IncidentFlowRun.incident_id == incident_id)
+    return list(db_session.scalars(query.order_by(IncidentFlowRun.linked_at)))
+
+
+def list_actions(*, db_session: Session, incident_id: str) -> list[RunbookAction]:
+    query = select(RunbookAction).where(RunbookAction.incident_id == incident_id)
+    return list(db_session.scalars(query.order_by(RunbookAction.started_at, RunbookAction.step_id)))
+
+
+def list_obligations(
+    *, db_session: Session, incident_id: str | None = None, status: ObligationState | str | None = None
+) -> list[ObligationRecord]:
+    """Obligations by deadline (soonest first), for one incident or all of them."""
+    query = select(ObligationRecord)
+    if incident_id is not None:
+        query = query.where(ObligationRecord.incident_id == incident_id)
+    if status is not None:
+        query = query.where(ObligationRecord.status == ObligationState(_value(status)).value)
+    return list(db_session.scalars(query.order_by(ObligationRecord.deadline, ObligationRecord.obligation_id)))
+
+
+def list_notifications(
+    *, db_session: Session, incident_id: str | None = None, status: DeliveryStatus | str | None = None
+) -> list[Notification]:
+    query = select(Notification)
+    if incident_id is not None:
+        query = query.where(Notification.incident_id == incident_id)
+    if status is not None:
+        query = query.where(Notification.status == DeliveryStatus(_value(status)).value)
+    return list(db_session.scalars(query.order_by(Notification.created_at, Notification.id)))
+
+
+# --- signals, incidents, findings ------------------------------------------------------------
+
+
+def record_signal(*, db_session: Session, signal: Signal, incident_id: str | None = None) -> SignalRecord:
+    """Store one received signal, optionally linked to an incident."""
+    record = SignalRecord(
+        id=new_id(),
+        incident_id=incident_id,
+        source=signal.source,
+        emergency_type=signal.emergency_type,
+        resource=signal.resource,
+        labels=to_jsonable(signal.labels),
+        dedup_key=signal.dedup_key,
+        observed_at=as_utc(signal.observed_at),
+        received_at=utcnow(),
+        drill=signal.drill,
+        summary=signal.summary,
+        payload=to_jsonable(signal.payload),
+    )
+    db_session.add(record)
+    db_session.flush()
+    return record
+
+
+def open_or_join_incident(
+    *,
+    db_session: Session,
+    signal: Signal,
+    title: str,
+    flow_run_id: str | None = None,
+    flow_name: str = "",
+    actor: str = "ledgerguard",
+    record_timeline: bool = True,
+) -> tuple[Incident, bool]:
+    """Join the open incident for ``signal.dedup_key`` or open a new one; ``(incident, opened)``.
+
+    The signal is recorded and linked to the incident. With ``record_timeline`` (default) a
+    timeline entry is appended: kind ``opened`` for a new incident, ``signal_joined`` otherwise.
+    With ``flow_run_id`` the flow run is linked to the incident too.
+    """
+    dedup_key = signal.dedup_key
+    incident: Incident | None = None
+    opened = False
+    for _attempt in range(OPEN_RETRIES):
+        incident = find_open_incident(db_session=db_session, dedup_key=dedup_key)
+        if incident is not None:
+            break
+        now = utcnow()
+        candidate = Incident(
+            id=new_id(),
+            dedup_key=dedup_key,
+            open_dedup_key=dedup_key,
+            emergency_type=signal.emergency_type,
+            resource=signal.resource,
+            title=title,
+            status=IncidentStatus.OPEN.value,
+            drill=signal.drill,
+            affected_clients=[],
+            opened_at=now,
+            updated_at=now,
+            timeline_count=0,
+        )
+        try:
+            with db_session.begin_nested():
+                db_session.add(candidate)
+                db_session.flush()
+        except IntegrityError:
+            continue  # another session opened it first: join theirs on the next pass
+        incident, opened = candidate, True
+        break
+    if incident is None:
+        raise Conflict(f"could not open or join an incident for dedup key {dedup_key!r}")
+
+    record_signal(db_session=db_session, signal=signal, incident_id=incident.id)
+    if flow_run_id:
+        link_flow_run(db_session=db_session, incident_id=incident.id, flow_run_id=flow_run_id, flow_name=flow_name)
+    if record_timeline:
+        data = {"source": signal.source, "dedup_key": dedup_key, "resource": signal.resource,
+                "drill": signal.drill, "summary": signal.summary}
+        append_timeline(
+            db_session=db_session,
+            incident_id=incident.id,
+            stage=Stage.DETECT.value,
+            kind="opened" if opened else "signal_joined",
+            message=(f"incident opened: {title}" if opened else f"signal from {signal.source} joined the incident")
+            + (f" — {signal.summary}" if signal.summary else ""),
+            actor=actor,
+            data=data,
+            flow_run_id=flow_run_id,
+        )
+    return incident, opened
+
+
+def record_finding(*, db_session: Session, incident_id: str, finding: Finding) -> FindingRecord:
+    get_incident(db_session=db_session, incident_id=incident_id)
+    record = FindingRecord(
+        id=new_id(),
+        incident_id=incident_id,
+        detector=finding.detector,
+        resource=finding.resource,
+        summary=finding.summary,
+        facts=to_jsonable(finding.facts),
+        evidence=[e.model_dump(mode="json") for e in finding.evidence],
+        observed_at=as_utc(finding.observed_at),
+    )
+    db_session.add(record)
+    db_session.flush()
+    return record
+
+
+def apply_assessment(
+    *, db_session: Session, incident_id: str, assessment: Assessment, affected_clients: list[str]
+) -> Incident:
+    """Store the classification on the incident and upsert its obligations.
+
+    Obligations are keyed by (incident, obligation id): law/action/to/deadline are refreshed,
+    a status already recorded (met, waived…) is kept.
+    """
+    incident = get_incident(db_session=db_session, incident_id=incident_id)
+    incident.level = int(assessment.level.value)
+    incident.priority = assessment.priority.value
+    incident.impact = assessment.impact.value
+    incident.urgency = assessment.urgency.value
+    incident.regulatory_grade = assessment.regulatory_grade.value
+    incident.assessment = assessment.model_dump(mode="json")
+    incident.affected_clients = [str(c) for c in dict.fromkeys(affected_clients)]
+    incident.updated_at = utcnow()
+
+    for ob in assessment.obligations:
+        def fetch(ob_id: str = ob.id) -> ObligationRecord | None:
+            query = select(ObligationRecord).where(
+                ObligationRecord.incident_id == incident_id, ObligationRecord.obligation_id == ob_id
+            )
+            return db_session.scalars(query).first()
+
+        row = fetch()
+        if row is None:
+            row, created = _insert_or_fetch(
+                db_session,
+                ObligationRecord(
+                    id=new_id(), incident_id=incident_id, obligation_id=ob.id, law=ob.law, action=ob.action,
+                    recipient=ob.to, deadline=as_utc(ob.deadline), immediate=ob.immediate,
+                    status=ObligationState.OPEN.value,
+                ),
+                fetch,
+            )
+            if created:
+                continue
+        row.law, row.action, row.recipient = ob.law, ob.action, ob.to
+        row.deadline, row.immediate = as_utc(ob.deadline), ob.immediate
+    db_session.flush()
+    return incident
+
+
+def set_obligation_status(
+    *,
+    db_session: Session,
+    incident_id: str,
+    obligation_id: str,
+    status: ObligationState | str,
+    at: datetime | None = None,
+) -> ObligationRecord:
+    """Mark an obligation met / missed / waived (or open again); ``met_at`` is set when met."""
+    row = db_session.scalars(
+        select(ObligationRecord).where(
+            ObligationRecord.incident_id == incident_id, ObligationRecord.obligation_id == obligation_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"obligation {obligation_id!r} of incident {incident_id!r} not found in the register")
+    row.status = ObligationState(_value(status)).value
+    if row.status == ObligationState.MET.value:
+        row.met_at = as_utc(at) if at else utcnow()
+    db_session.flush()
+    return row
+
+
+_STATUS_TIMESTAMP = {
+    IncidentStatus.ACKNOWLEDGED.value: "acknowledged_at",
+    IncidentStatus.MITIGATED.value: "mitigated_at",
+    IncidentStatus.RESOLVED.value: "resolved_at",
+    IncidentStatus.CLOSED.value: "closed_at",
+}
+
+
+def set_status(
+    *,
+    db_session: Session,
+    incident_id: str,
+    status: IncidentStatus | str,
+    actor: str,
+    note: str = "",
+    stage: Stage | str = Stage.RECORD,
+    flow_run_id: str | None = None,
+    at: datetime | None = None,
+) -> Incident:
+    """Move an incident to ``status`` and record it on the timeline (kind ``status``).
+
+    The first time a status is reached its timestamp (acknowledged_at…) is set. Resolving or
+    closing frees the dedup key so the next signal opens a new incident; moving a resolved
+    incident back to an open status takes the key again (``Conflict`` if another incident holds
+    it). Setting the status it already has changes nothing and appends nothing.
+    """
+    incident = get_incident(db_session=db_session, incident_id=incident_id)
+    new = IncidentStatus(_value(status))
+    old = incident.status
+    if new.value == old:
+        return incident
+    now = as_utc(at) if at else utcnow()
+
+    if new.is_open and incident.open_dedup_key is None:
+        try:
+            with db_session.begin_nested():
+                incident.open_dedup_key = incident.dedup_key
+                db_session.flush()
+        except IntegrityError:
+            other = find_open_incident(db_session=db_session, dedup_key=incident.dedup_key)
+            raise Conflict(
+                f"cannot reopen incident {incident_id!r}: incident {other.id if other else '?'!r} "
+                f"is already open for {incident.dedup_key!r}"
+            ) from None
+    elif not new.is_open:
+        incident.open_dedup_key = None
+
+    field = _STATUS_TIMESTAMP.get(new.value)
+    if field and getattr(incident, field) is None:
+        setattr(incident, field, now)
+    incident.status = new.value
+    incident.updated_at = now
+    db_session.flush()
+    append_timeline(
+        db_session=db_session,
+        incident_id=incident_id,
+        stage=_value(stage),
+        kind="status",
+        message=f"status {old} → {new.value}" + (f": {note}" if note else ""),
+        actor=actor,
+        data={"from": old, "to": new.value, "note": note},
+        flow_run_id=flow_run_id,
+        occurred_at=now,
+    )
+    return incident
+
+
+# --- timeline --------------------------------------------------------------------------------
+
+
+def append_timeline(
+    *,
+    db_session: Session,
+    incident_id: str,
+    stage: Stage | str,
+    kind: str,
+    message: str,
+    actor: str = "ledgerguard",
+    data: dict[str, Any] | None = None,
+    flow_run_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> TimelineEntry:
+    """Append one entry to the register-wide hash chain; the only way to write the timeline.
+
+    The entry gets ``seq`` = current head + 1 and ``prev_hash`` = the head's hash. If another
+    session appends at the same moment, the unique ``seq`` rejects one insert; that insert is rolled
+    back to its SAVEPOINT and retried on the new head, so the chain never forks.
+    """
+    incident = get_incident(db_session=db_session, incident_id=incident_id)
+    stage_value = str(_value(stage))
+    occurred = as_utc(occurred_at) if occurred_at else utcnow()
+    payload = to_jsonable(data or {})
+    last_error: Exception | None = None
+    if db_session.get_bind().dialect.name == "postgresql":
+        # One global chain: serialise appenders for the rest of this transaction instead of
+        # letting them race for the same seq and exhaust their retries under load. SQLite's
+        # BEGIN IMMEDIATE already gives the same order.
+        db_session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": TIMELINE_LOCK_KEY})
+    for attempt in range(APPEND_RETRIES):
+        head = db_session.execute(
+            select(TimelineEntry.seq, TimelineEntry.hash).order_by(TimelineEntry.seq.desc()).limit(1)
+        ).first()
+        seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS_HASH)
+        entry = TimelineEntry(
+            id=new_id(),
+            seq=seq,
+            incident_id=incident_id,
+            occurred_at=occurred,
+            stage=stage_value,
+            kind=kind,
+            actor=actor,
+            message=message,
+            data=payload,
+            flow_run_id=flow_run_id,
+            prev_hash=prev_hash,
+        )
+        entry.hash = entry_hash(
+            seq=seq, incident_id=incident_id, occurred_at=occurred, stage=stage_value, kind=kind, actor=actor,
+            message=message, data=payload, flow_run_id=flow_run_id, prev_hash=prev_hash,
+        )
+        try:
+            with db_session.begin_nested():
+                db_session.add(entry)
+                db_session.flush()
+                incident.timeline_count = Incident.timeline_count + 1
+                incident.timeline_head = entry.hash
+                incident.updated_at = utcnow()
+                db_session.flush()
+        except IntegrityError as exc:
+            last_error = exc
+        except OperationalError as exc:
+            if not _retryable(exc):
+                raise
+            last_error = exc
+        else:
+            return entry
+        _backoff(attempt)
+    raise Conflict(f"could not append to the timeline after {APPEND_RETRIES} attempts: {last_error}")
+
+
+def link_flow_run(*, db_session: Session, incident_id: str, flow_run_id: str, flow_name: str = "") -> IncidentFlowRun:
+    """Record that a flow run touched an incident (idempotent)."""
+    def fetch() -> IncidentFlowRun | None:
+        return db_session.get(IncidentFlowRun, (incident_id, flow_run_id))
+
+    existing = fetch()
+    if existing is not None:
+        if flow_name and not existing.flow_name:
+            existing.flow_name = flow_name
+        return existing
+    row, _ = _insert_or_fetch(
+        db_session,
+        IncidentFlowRun(incident_id=incident_id, flow_run_id=flow_run_id, flow_name=flow_name, linked_at=utcnow()),
+        fetch,
+    )
+    return row
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+
+def get_notification(*, db_session: Session, key: str, lock: bool = False) -> Notification | None:
+    query = select(Notification).where(Notification.idempotency_key == key).execution_options(populate_existing=True)
+    if lock:
+        query = query.with_for_update()
+    return db_session.scalars(query).first()
+
+
+def claim_notification(
+    *,
+    db_session: Session,
+    key: str,
+    incident_id: str | None,
+    stage: Stage | str,
+    recipient: str,
+    channel: str,
+    step: str,
+    template: str,
+    subject: str,
+    flow_run_id: str | None = None,
+) -> Notification | None:
+    """Claim the right to send the notification with idempotency ``key``.
+
+    Returns None when it was already sent (nothing to do). Otherwise returns the new row, or the
+    existing pending/failed one, with ``attempts`` incremented and status ``pending``. The row is
+    locked (SELECT … FOR UPDATE on PostgreSQL) until the transaction ends, so a caller that keeps
+    its session open while sending makes a concurrent claimer wait and then see ``sent``.
+    """
+    row = get_notification(db_session=db_session, key=key, lock=True)
+    if row is None:
+        candidate = Notification(
+            id=new_id(), idempotency_key=key, incident_id=incident_id, stage=str(_value(stage)),
+            recipient=recipient, channel=channel, step=step, template=template, subject=subject,
+            status=DeliveryStatus.PENDING.value, attempts=1, created_at=utcnow(), flow_run_id=flow_run_id,
+        )
+        row, created = _insert_or_fetch(
+            db_session, candidate, lambda: get_notification(db_session=db_session, key=key, lock=True)
+        )
+        if created:
+            return row
+    if row.status == DeliveryStatus.SENT.value:
+        return None
+    row.attempts = (row.attempts or 0) + 1
+    row.status = DeliveryStatus.PENDING.value
+    if flow_run_id:
+        row.flow_run_id = flow_run_id
+    db_session.flush()
+    return row
+
+
+def _require_notification(db_session: Session, key: str) -> Notification:
+    row = get_notification(db_session=db_session, key=key)
+    if row is None:
+        raise NotFound(f"notification with idempotency key {key!r} not found in the register")
+    return row
+
+
+def mark_notification_sent(*, db_session: Session, key: str) -> Notification:
+    row = _require_notification(db_session, key)
+    row.status = DeliveryStatus.SENT.value
+    row.sent_at = utcnow()
+    db_session.flush()
+    return row
+
+
+def mark_notification_failed(*, db_session: Session, key: str, error: str) -> Notification:
+    row = _require_notification(db_session, key)
+    row.status = DeliveryStatus.FAILED.value
+    row.last_error = error
+    db_session.flush()
+    return row
+
+
+# --- runbook actions -------------------------------------------------------------------------
+
+
+def get_action(*, db_session: Session, incident_id: str, step_id: str) -> RunbookAction | None:
+    query = select(RunbookAction).where(RunbookAction.incident_id == incident_id, RunbookAction.step_id == step_id)
+    return db_session.scalars(query.execution_options(populate_existing=True)).first()
+
+
+def start_action(
+    *,
+    db_session: Session,
+    incident_id: str,
+    step_id: str,
+    title: str,
+    kind: StepKind | str,
+    flow_run_id: str | None = None,
+) -> RunbookAction:
+    """Start (or restart) a runbook step: creates the row once, then increments ``attempts``.
+
+    Status becomes ``pending`` for automatic steps and ``open`` for manual/approval steps (waiting
+    for a person). Callers that must not repeat a finished step check ``get_action`` first.
+    """
+    kind_value = StepKind(_value(kind)).value
+
+    def fetch() -> RunbookAction | None:
+        query = select(RunbookAction).where(
+            RunbookAction.incident_id == incident_id, RunbookAction.step_id == step_id
+        ).with_for_update()
+        return db_session.scalars(query.execution_options(populate_existing=True)).first()
+
+    row = fetch()
+    if row is None:
+        get_incident(db_session=db_session, incident_id=incident_id)
+        row, _ = _insert_or_fetch(
+            db_session,
+            RunbookAction(id=new_id(), incident_id=incident_id, step_id=step_id, title=title, kind=kind_value,
+                          status=ActionStatus.PENDING.value, attempts=0),
+            fetch,
+        )
+    row.attempts = (row.attempts or 0) + 1
+    row.title = title or row.title
+    row.kind = kind_value
+    row.status = (ActionStatus.PENDING if kind_value == StepKind.AUTOMATIC.value else ActionStatus.OPEN).value
+    row.started_at = utcnow()
+    row.finished_at = None
+    row.error = None
+    if flow_run_id:
+        row.flow_run_id = flow_run_id
+    db_session.flush()
+    return row
+
+
+def finish_action(
+    *,
+    db_session: Session,
+    incident_id: str,
+    step_id: str,
+    status: ActionStatus | str,
+    output: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> RunbookAction:
+    row = get_action(db_session=db_session, incident_id=incident_id, step_id=step_id)
+    if row is None:
+        raise NotFound(f"runbook step {step_id!r} of incident {incident_id!r} was never started")
+    row.status = ActionStatus(_value(status)).value
+    if output is not None:
+        row.output = to_jsonable(output)
+    row.error = error
+    row.finished_at = utcnow()
+    db_session.flush()
+    return row

@@ -1,0 +1,92 @@
+"""Notify: route by level → roles → people → channels, and send each message exactly once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledgerguard.models import Stage, idempotency_key
+
+
+@dataclass
+class SendOutcome:
+    recipient: str
+    channel: str
+    status: str  # sent | skipped (already sent before) | failed
+    error: str | None = None
+
+
+def recipient_label(recipient) -> str:
+    """Stable identity of one delivery target: the person and the contact point used."""
+    return f"{recipient.person_id}:{recipient.channel}:{recipient.address}"
+
+
+def route(*, runtime, entry, level: int, affected_clients: list[str]):
+    """People to notify for this level, with each affected client's own accountant."""
+    from ledgerguard.channels.contacts import resolve_recipients
+
+    roles = entry.roles_for(level)
+    accountants: list[str] = []
+    if "client_accountant" in roles:
+        for client_id in affected_clients:
+            try:
+                accountants.append(str(runtime.agency.client(client_id)["accountant_id"]))
+            except Exception:  # noqa: BLE001 — an unknown client shows up as an unresolved role
+                continue
+    return resolve_recipients(contacts=runtime.contacts, roles=list(roles),
+                              extra_people={"client_accountant": accountants})
+
+
+def send_once(
+    *,
+    runtime,
+    incident_id: str | None,
+    stage: Stage | str,
+    step: str,
+    recipient,
+    message,
+    template: str,
+    attachments: list[Path] | None = None,
+    flow_run_id: str | None = None,
+) -> SendOutcome:
+    """Deliver one message unless the register says this exact delivery already succeeded.
+
+    The idempotency key is (incident, stage, recipient, step): a retried task or a re-run flow
+    computes the same key and finds the row already `sent`. A failed delivery stays in the
+    register as `failed` with its error and is claimed again by the next attempt.
+    """
+    from ledgerguard.channels.service import deliver
+    from ledgerguard.register import service as register
+
+    stage_name = stage.value if isinstance(stage, Stage) else str(stage)
+    label = recipient_label(recipient)
+    key = idempotency_key(incident_id=incident_id or "-", stage=stage_name, recipient=label, step=step)
+    with runtime.session() as db_session:
+        row = register.claim_notification(
+            db_session=db_session, key=key, incident_id=incident_id, stage=stage_name,
+            recipient=label, channel=recipient.channel, step=step, template=template,
+            subject=message.subject, flow_run_id=flow_run_id,
+        )
+    if row is None:
+        return SendOutcome(recipient=label, channel=recipient.channel, status="skipped")
+
+    result = deliver(recipient=recipient, message=message, attachments=list(attachments or []),
+                     settings=runtime.settings)
+    with runtime.session() as db_session:
+        if result.ok:
+            register.mark_notification_sent(db_session=db_session, key=key)
+        else:
+            register.mark_notification_failed(db_session=db_session, key=key,
+                                              error=result.error or "delivery failed")
+        if incident_id:
+            register.append_timeline(
+                db_session=db_session, incident_id=incident_id, stage=stage_name,
+                kind="notification.sent" if result.ok else "notification.failed",
+                message=(f"{template} → {recipient.name} ({recipient.channel})"
+                         + ("" if result.ok else f": {result.error}")),
+                data={"recipient": recipient.person_id, "channel": recipient.channel,
+                      "step": step, "key": key},
+                flow_run_id=flow_run_id,
+            )
+    return SendOutcome(recipient=label, channel=recipient.channel,
+                       status="sent" if result.ok else "failed", error=result.error)

@@ -1,0 +1,100 @@
+"""One place that turns settings into the live parts a stage needs: catalog, register, agency.
+
+Tasks run in worker threads or subprocesses and receive only small, serialisable parameters;
+each of them asks for the runtime here instead of passing engines and catalogs around.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator
+
+from ledgerguard.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+
+    from ledgerguard.agency.service import LoadedAgency
+    from ledgerguard.catalog.service import Catalog
+    from ledgerguard.channels.contacts import Contacts
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _catalog: "Catalog | None" = None
+    _engine: "Engine | None" = None
+    _agency: "LoadedAgency | None" = None
+    _contacts: "Contacts | None" = None
+
+    @property
+    def catalog(self) -> "Catalog":
+        with self._lock:
+            if self._catalog is None:
+                from ledgerguard.catalog.service import load_catalog
+
+                self._catalog = load_catalog(self.settings.catalog_dir)
+            return self._catalog
+
+    @property
+    def engine(self) -> "Engine":
+        with self._lock:
+            if self._engine is None:
+                from ledgerguard.register.db import make_engine, upgrade
+
+                self._engine = make_engine(self.settings.register)
+                upgrade(self._engine)
+            return self._engine
+
+    @property
+    def agency(self) -> "LoadedAgency":
+        with self._lock:
+            if self._agency is None:
+                from ledgerguard.agency.service import load_agency
+
+                self._agency = load_agency(self.settings.agency_path)
+            return self._agency
+
+    @property
+    def contacts(self) -> "Contacts":
+        with self._lock:
+            if self._contacts is None:
+                from ledgerguard.channels.contacts import load_contacts
+
+                self._contacts = load_contacts(self.settings.contacts_path)
+            return self._contacts
+
+    @contextmanager
+    def session(self) -> Iterator["Session"]:
+        from ledgerguard.register.db import session_scope
+
+        with session_scope(self.engine) as db_session:
+            yield db_session
+
+
+_runtimes: dict[int, Runtime] = {}
+_runtimes_lock = threading.Lock()
+
+
+def get_runtime(settings: Settings | None = None) -> Runtime:
+    """The runtime for these settings (the process-wide ones by default), built once."""
+    settings = settings or get_settings()
+    with _runtimes_lock:
+        runtime = _runtimes.get(id(settings))
+        if runtime is None or runtime.settings is not settings:
+            runtime = Runtime(settings=settings)
+            _runtimes[id(settings)] = runtime
+        return runtime
+
+
+def reset_runtime() -> None:
+    """Drop cached runtimes (after settings change, e.g. in tests or the CLI)."""
+    with _runtimes_lock:
+        for runtime in _runtimes.values():
+            if runtime._engine is not None:
+                runtime._engine.dispose()
+        _runtimes.clear()

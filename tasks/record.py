@@ -1,0 +1,160 @@
+"""Record stage: close the loop in the register, in Prefect's artifacts and by email."""
+
+from __future__ import annotations
+
+from prefect import get_client, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from ledgerguard.channels.contacts import management_recipients
+from ledgerguard.channels.messaging import render_message
+from ledgerguard.models import Detection, IncidentStatus, Stage
+from ledgerguard.register import service as register
+from ledgerguard.response.models import Classified, ResponseOutcome, ResponseRequest, StepResult
+from ledgerguard.response.notifying import send_once
+from ledgerguard.response.reporting import incident_snapshot, report_context, write_text
+from ledgerguard.response.runbook import decide_status
+from ledgerguard.runtime import get_runtime
+
+
+def tag_flow_runs(tags: list[str]) -> None:
+    """Add tags to this flow run and the emergency flow that called it, so the UI can filter."""
+    run_ids = {str(i) for i in (flow_run.id, flow_run.root_flow_run_id) if i}
+    if not run_ids:
+        return
+    with get_client(sync_client=True) as client:
+        for run_id in run_ids:
+            current = client.read_flow_run(run_id)
+            merged = sorted(set(current.tags) | set(tags))
+            if merged != sorted(current.tags):
+                client.update_flow_run(run_id, tags=merged)
+
+
+def _send_report(*, runtime, entry, incident_id, step, context, attachments, run_id) -> tuple[list[str], list[str]]:
+    message = render_message(name=entry.templates.report, language=runtime.settings.language,
+                             context=context, templates_dir=runtime.settings.templates_dir)
+    sent, failed = [], []
+    for recipient in management_recipients(runtime.contacts):
+        outcome = send_once(runtime=runtime, incident_id=incident_id, stage=Stage.RECORD, step=step,
+                            recipient=recipient, message=message, template=entry.templates.report,
+                            attachments=attachments, flow_run_id=run_id)
+        (failed if outcome.status == "failed" else sent).append(
+            f"{recipient.address} ({outcome.status}{': ' + outcome.error if outcome.error else ''})")
+    return sent, failed
+
+
+def _run_info(request: ResponseRequest, **extra) -> dict:
+    return {"flow_run_id": str(flow_run.id) if flow_run.id else None,
+            "flow_run_name": flow_run.name, "requested_by": request.requested_by,
+            "source": request.source, "drill": request.drill, **extra}
+
+
+@task(name="record", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def record_incident(request: ResponseRequest, classified: Classified, steps: list[StepResult],
+                    notified: list[str], notify_error: str | None) -> ResponseOutcome:
+    runtime = get_runtime()
+    entry = runtime.catalog.get(request.emergency_type)
+    language = runtime.settings.language
+    run_id = str(flow_run.id) if flow_run.id else None
+    incident_id = classified.incident_id
+
+    status = decide_status(steps=steps, remediated=request.remediate)
+    with runtime.session() as db_session:
+        incident = register.get_incident(db_session=db_session, incident_id=incident_id)
+        if status is not None and incident.status != status.value:
+            register.set_status(db_session=db_session, incident_id=incident_id, status=status,
+                                actor="ledgerguard", note=f"runbook: {len(steps)} step(s)")
+        if notify_error:
+            register.append_timeline(db_session=db_session, incident_id=incident_id,
+                                     stage=Stage.NOTIFY.value, kind="notification.incomplete",
+                                     message=notify_error, flow_run_id=run_id)
+
+    snapshot = incident_snapshot(runtime=runtime, incident_id=incident_id)
+    final_status = snapshot["incident"]["status"]
+    context = report_context(runtime=runtime, entry=entry, snapshot=snapshot,
+                             run=_run_info(request, steps=[s.model_dump() for s in steps],
+                                           notified=notified, notify_error=notify_error))
+    postmortem = render_message(name="postmortem", language=language, context=context,
+                                templates_dir=runtime.settings.templates_dir)
+    folder = runtime.settings.reports_dir / incident_id
+    postmortem_path = write_text(folder / f"postmortem-{incident_id}.md", postmortem.markdown or postmortem.text)
+
+    create_markdown_artifact(key=f"postmortem-{incident_id}", markdown=postmortem.markdown or postmortem.text,
+                             description=f"Post-mortem of incident {incident_id}")
+    create_table_artifact(
+        key=f"timeline-{incident_id}",
+        table=[{"seq": e["seq"], "at": str(e["occurred_at"]), "stage": e["stage"], "kind": e["kind"],
+                "actor": e["actor"], "message": e["message"]} for e in snapshot["timeline"]],
+        description=f"Timeline of incident {incident_id}")
+
+    # One report per incident state: a re-run that changes nothing sends nothing again.
+    sent, failed = _send_report(
+        runtime=runtime, entry=entry, incident_id=incident_id,
+        step=f"report:{final_status}:level{classified.level}", context=context,
+        attachments=[postmortem_path], run_id=run_id)
+    report = render_message(name=entry.templates.report, language=language, context=context,
+                            templates_dir=runtime.settings.templates_dir)
+    report_path = write_text(folder / f"report-{run_id or 'local'}.html", report.html or report.text)
+    if failed:
+        raise RuntimeError("report delivery failed: " + "; ".join(failed))
+
+    assessment = classified.assessment
+    get_run_logger().info("incident %s is %s; report to %d recipient(s)", incident_id, final_status, len(sent))
+    return ResponseOutcome(
+        emergency_type=entry.id, resource=request.resource, incident_id=incident_id,
+        incident_created=classified.created, status=final_status, level=classified.level,
+        level_label=snapshot["incident"].get("level") and _label(classified.level, language),
+        priority=assessment.get("priority"), regulatory_grade=assessment.get("regulatory_grade"),
+        rationale=[f"{l['dimension']} {l['value']}: {l.get('text') or l['condition']}" for l in assessment.get("fired", [])],
+        notified=notified, notifications_failed=[notify_error] if notify_error else [],
+        steps=steps,
+        obligations=[f"{o['law']}: {o['action']} → {o['recipient']} by {o['deadline']}" for o in snapshot["obligations"]],
+        report_path=str(report_path), postmortem_path=str(postmortem_path), flow_run_id=run_id,
+    )
+
+
+def _label(level: int, language: str) -> str:
+    from ledgerguard.models import Level
+
+    return Level(level).label(language)
+
+
+@task(name="record-no-incident", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def record_clear(request: ResponseRequest, detection: Detection) -> ResponseOutcome:
+    """Detection found nothing: keep the signal and the reasons, and say so in the report."""
+    runtime = get_runtime()
+    entry = runtime.catalog.get(request.emergency_type)
+    run_id = str(flow_run.id) if flow_run.id else None
+    signal = request.to_signal()
+
+    with runtime.session() as db_session:
+        open_incident = register.find_open_incident(db_session=db_session, dedup_key=signal.dedup_key)
+        incident_id = open_incident.id if open_incident else None
+        register.record_signal(db_session=db_session, signal=signal, incident_id=incident_id)
+        if incident_id:
+            # The incident this signal belongs to is still open: the quiet re-check goes on its timeline.
+            if run_id:
+                register.link_flow_run(db_session=db_session, incident_id=incident_id,
+                                       flow_run_id=run_id, flow_name=entry.flow)
+            register.append_timeline(db_session=db_session, incident_id=incident_id,
+                                     stage=Stage.DETECT.value, kind="recheck.quiet",
+                                     message="; ".join(detection.clear_reasons), flow_run_id=run_id)
+
+    snapshot = incident_snapshot(runtime=runtime, incident_id=incident_id) if incident_id else None
+    context = report_context(runtime=runtime, entry=entry, snapshot=snapshot,
+                             run=_run_info(request, clear_reasons=detection.clear_reasons,
+                                           resource=request.resource))
+    step = (f"report:{snapshot['incident']['status']}:level{snapshot['incident']['level']}"
+            if snapshot else f"clear:{run_id or signal.dedup_key}")
+    sent, failed = ([], [])
+    if snapshot or runtime.settings.report_when_clear:
+        sent, failed = _send_report(runtime=runtime, entry=entry, incident_id=incident_id, step=step,
+                                    context=context, attachments=[], run_id=run_id)
+    if failed:
+        raise RuntimeError("report delivery failed: " + "; ".join(failed))
+    tags = [f"emergency:{entry.id}", "no-incident"] + (["drill"] if request.drill else [])
+    tag_flow_runs(tags)
+    return ResponseOutcome(emergency_type=entry.id, resource=request.resource, incident_id=incident_id,
+                           status=snapshot["incident"]["status"] if snapshot else "no_incident",
+                           clear_reasons=detection.clear_reasons, flow_run_id=run_id)

@@ -1,0 +1,69 @@
+"""Shared fixtures: an isolated LedgerGuard home, a small real sample agency, a real SMTP sink."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Prefect reads these when it is first imported; set them before any test module imports it.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+SAMPLE_CLIENTS = 6
+
+
+@pytest.fixture(scope="session")
+def sample_agency_template(tmp_path_factory) -> Path:
+    """One small generated agency per test session; tests get their own copy."""
+    from ledgerguard.sample.generator import generate_agency
+
+    target = tmp_path_factory.mktemp("agency-template") / "agency"
+    generate_agency(target, clients=SAMPLE_CLIENTS, nights=3, seed=11)
+    return target
+
+
+@pytest.fixture
+def lg_home(tmp_path, monkeypatch) -> Path:
+    """A fresh LedgerGuard home: its own register, reports, scratch and settings."""
+    from ledgerguard.config import reset_settings
+    from ledgerguard.runtime import reset_runtime
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("LEDGERGUARD_HOME", str(home))
+    for name in ("LEDGERGUARD_REGISTER_URL", "LEDGERGUARD_AGENCY_DIR", "LEDGERGUARD_CONTACTS_FILE",
+                 "LEDGERGUARD_LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+    reset_settings()
+    reset_runtime()
+    yield home
+    reset_runtime()
+    reset_settings()
+
+
+@pytest.fixture
+def agency_dir(lg_home, sample_agency_template) -> Path:
+    target = lg_home / "agency"
+    shutil.copytree(sample_agency_template, target)
+    return target
+
+
+@pytest.fixture
+def smtp_sink(lg_home, monkeypatch):
+    """A real SMTP server on a free local port; messages land as .eml files in <home>/mail."""
+    from ledgerguard.channels.smtp_sink import SmtpSink
+    from ledgerguard.config import reset_settings
+    from ledgerguard.runtime import reset_runtime
+
+    sink = SmtpSink(lg_home / "mail", host="127.0.0.1", port=0)
+    sink.start()
+    monkeypatch.setenv("LEDGERGUARD_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("LEDGERGUARD_SMTP_PORT", str(sink.port))
+    reset_settings()
+    reset_runtime()
+    yield sink
+    sink.stop()

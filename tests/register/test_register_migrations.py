@@ -1,0 +1,92 @@
+"""Alembic migrations: upgrade head creates the schema the ORM expects; downgrade base removes it."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from ledgerguard.register.db import VERSION_TABLE, current_revision, downgrade, make_engine, upgrade
+from ledgerguard.register.models import ALL_TABLES, Base
+
+
+def test_upgrade_head_creates_all_tables_and_downgrade_base_drops_them(empty_url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # script_location must not depend on the working directory
+    engine = make_engine(empty_url)
+    try:
+        assert current_revision(engine) is None
+        upgrade(engine)
+        assert current_revision(engine) == "0001"
+        tables = set(inspect(engine).get_table_names())
+        assert set(ALL_TABLES) <= tables
+        assert VERSION_TABLE in tables
+
+        upgrade(engine)  # idempotent at head
+        assert current_revision(engine) == "0001"
+
+        downgrade(engine, "base")
+        remaining = set(inspect(engine).get_table_names())
+        assert not set(ALL_TABLES) & remaining
+        assert current_revision(engine) is None
+
+        upgrade(engine)  # and back up again
+        assert set(ALL_TABLES) <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_accepts_a_url(empty_url):
+    upgrade(empty_url)
+    assert current_revision(empty_url) == "0001"
+
+
+def test_migration_matches_the_orm_models(engine):
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
+        diff = compare_metadata(ctx, Base.metadata)
+    assert diff == []
+
+
+def test_unique_constraints_exist(engine):
+    insp = inspect(engine)
+
+    def uniques(table: str) -> set[tuple[str, ...]]:
+        found = {tuple(u["column_names"]) for u in insp.get_unique_constraints(table)}
+        found |= {tuple(i["column_names"]) for i in insp.get_indexes(table) if i.get("unique")}
+        return found
+
+    assert ("open_dedup_key",) in uniques("incidents")
+    assert ("seq",) in uniques("timeline_entries")
+    assert ("idempotency_key",) in uniques("notifications")
+    assert ("incident_id", "step_id") in uniques("runbook_actions")
+    assert ("incident_id", "obligation_id") in uniques("obligations")
+    assert insp.get_pk_constraint("incident_flow_runs")["constrained_columns"] == ["incident_id", "flow_run_id"]
+
+
+def test_get_engine_is_cached_per_url_and_migrates_once(empty_url):
+    from ledgerguard.register.db import dispose_engines, get_engine, session_scope
+    from ledgerguard.register.models import Incident
+
+    try:
+        engine = get_engine(empty_url)
+        assert get_engine(empty_url) is engine
+        assert current_revision(engine) == "0001"
+        with session_scope(engine) as s:
+            assert s.query(Incident).count() == 0
+    finally:
+        dispose_engines()
+
+
+def test_read_only_session_does_not_block_a_writer(engine):
+    from ledgerguard.models import Signal
+    from ledgerguard.register import service
+    from ledgerguard.register.db import session_scope
+    from ledgerguard.register.models import Incident
+
+    with session_scope(engine, read_only=True) as reader:
+        assert reader.query(Incident).count() == 0  # transaction open, no write lock taken
+        with session_scope(engine) as writer:  # same thread: would wait for the lock otherwise
+            service.open_or_join_incident(db_session=writer, title="t",
+                                          signal=Signal(source="t", emergency_type="a", resource="b"))
+    with session_scope(engine, read_only=True) as reader:
+        assert reader.query(Incident).count() == 1
