@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from ledgerguard.masking import install_log_masking
 from ledgerguard.response.models import ResponseOutcome, ResponseRequest, StepResult
 from ledgerguard.runtime import get_runtime
 from tasks.classify import classify_incident
@@ -17,8 +18,13 @@ from tasks.record import record_clear, record_incident
 from tasks.remediate import run_runbook_step
 
 
+PREFECT_LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs")
+
+
 @flow(name="respond", flow_run_name="respond-{request.emergency_type}", validate_parameters=True)
 def respond(request: ResponseRequest) -> ResponseOutcome:
+    # Evidence and facts can carry ID, bank-card and phone numbers: mask them in every log line.
+    install_log_masking(PREFECT_LOGGERS)
     detection = detect(request)
     if not detection.found:
         return record_clear(request, detection)

@@ -100,14 +100,17 @@ def run_demo(*, console: Console, clients: int = 200, client: str | None = None,
         table.add_row("notified", "\n".join(outcome.notified) or "—")
         table.add_row("runbook", "\n".join(f"{s.step_id}: {s.status} — {s.summary}" for s in outcome.steps))
         table.add_row("obligations", "\n".join(outcome.obligations) or "—")
-        table.add_row("report", outcome.report_path or "—")
-        table.add_row("post-mortem", outcome.postmortem_path or "—")
-        table.add_row("emails", f"{len(emails)} new .eml file(s) in {settings.mail_dir}")
         console.print(table)
+        console.print(f"Report:      {outcome.report_path}", soft_wrap=True)
+        console.print(f"Post-mortem: {outcome.postmortem_path}", soft_wrap=True)
+        console.print(f"Emails:      {len(emails)} new .eml file(s) in {settings.mail_dir}", soft_wrap=True)
+        for path in emails:
+            console.print(f"             {path.name}", soft_wrap=True)
         restored = [s for s in outcome.steps if s.step_id.endswith("swap_in") or "swap" in s.step_id]
         if restored:
             console.print(f"Restored: {restored[0].summary}")
-        console.print(f"Prefect UI on the same history: {server.ui_url}/runs/flow-run/{parent_run_id}")
+        console.print(f"Prefect UI on the same history: {server.ui_url}/runs/flow-run/{parent_run_id}",
+                      soft_wrap=True)
         if not keep_server:
             console.print(f"(The server stops now; reopen the same history with: ledgerguard ui --home {settings.home})")
         console.print(f"Done in {time.time() - started:.1f} s.")

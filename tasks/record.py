@@ -12,7 +12,7 @@ from ledgerguard.channels.messaging import render_message
 from ledgerguard.models import Detection, IncidentStatus, Stage
 from ledgerguard.register import service as register
 from ledgerguard.response.models import Classified, ResponseOutcome, ResponseRequest, StepResult
-from ledgerguard.response.notifying import send_once
+from ledgerguard.response.notifying import redeliver_failed, send_once
 from ledgerguard.response.reporting import incident_snapshot, report_context, write_text
 from ledgerguard.response.runbook import decide_status
 from ledgerguard.runtime import get_runtime
@@ -88,6 +88,8 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
                 "actor": e["actor"], "message": e["message"]} for e in snapshot["timeline"]],
         description=f"Timeline of incident {incident_id}")
 
+    # Deliveries that failed in an earlier attempt or run go out now, before the report.
+    redeliver_failed(runtime=runtime, entry=entry, incident_id=incident_id, context=context, flow_run_id=run_id)
     # One report per incident state: a re-run that changes nothing sends nothing again.
     sent, failed = _send_report(
         runtime=runtime, entry=entry, incident_id=incident_id,
@@ -109,9 +111,17 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
         rationale=[f"{l['dimension']} {l['value']}: {l.get('text') or l['condition']}" for l in assessment.get("fired", [])],
         notified=notified, notifications_failed=[notify_error] if notify_error else [],
         steps=steps,
-        obligations=[f"{o['law']}: {o['action']} → {o['recipient']} by {o['deadline']}" for o in snapshot["obligations"]],
+        obligations=[f"{o['law']}: {o['action']} → {o['recipient']} "
+                     f"({'immediately' if o['immediate'] else 'by ' + local_time(o['deadline'], runtime.settings.timezone)})"
+                     for o in snapshot["obligations"]],
         report_path=str(report_path), postmortem_path=str(postmortem_path), flow_run_id=run_id,
     )
+
+
+def local_time(value, timezone_name: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    return value.astimezone(ZoneInfo(timezone_name)).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _label(level: int, language: str) -> str:
@@ -145,6 +155,9 @@ def record_clear(request: ResponseRequest, detection: Detection) -> ResponseOutc
     context = report_context(runtime=runtime, entry=entry, snapshot=snapshot,
                              run=_run_info(request, clear_reasons=detection.clear_reasons,
                                            resource=request.resource))
+    if incident_id:
+        redeliver_failed(runtime=runtime, entry=entry, incident_id=incident_id, context=context,
+                         flow_run_id=run_id)
     step = (f"report:{snapshot['incident']['status']}:level{snapshot['incident']['level']}"
             if snapshot else f"clear:{run_id or signal.dedup_key}")
     sent, failed = ([], [])

@@ -90,3 +90,35 @@ def send_once(
             )
     return SendOutcome(recipient=label, channel=recipient.channel,
                        status="sent" if result.ok else "failed", error=result.error)
+
+
+def redeliver_failed(*, runtime, entry, incident_id: str, context: dict, flow_run_id: str | None = None,
+                     stages: tuple[str, ...] = (Stage.NOTIFY.value,)) -> list[SendOutcome]:
+    """Send again every delivery of this incident that failed before, under its original key.
+
+    The message is rendered anew from the incident as it stands now, so a late notification
+    tells the current state rather than a stale one. Each row keeps its idempotency key, so a
+    delivery that finally succeeds is never repeated.
+    """
+    from ledgerguard.channels.contacts import Recipient
+    from ledgerguard.channels.messaging import render_message
+    from ledgerguard.models import DeliveryStatus
+    from ledgerguard.register import service as register
+
+    with runtime.session() as db_session:
+        failed = [(n.stage, n.step, n.recipient, n.channel, n.template)
+                  for n in register.list_notifications(db_session=db_session, incident_id=incident_id,
+                                                       status=DeliveryStatus.FAILED.value)
+                  if n.stage in stages]
+    outcomes = []
+    for stage, step, label, channel, template in failed:
+        person_id, _, address = label.split(":", 2)  # the label recipient_label() wrote
+        person = next((p for p in runtime.contacts.people if p.id == person_id), None)
+        recipient = Recipient(person_id=person_id, name=person.name if person else person_id, role="",
+                              channel=channel, address=address)
+        message = render_message(name=template, language=runtime.settings.language, context=context,
+                                 templates_dir=runtime.settings.templates_dir)
+        outcomes.append(send_once(runtime=runtime, incident_id=incident_id, stage=stage, step=step,
+                                  recipient=recipient, message=message, template=template,
+                                  flow_run_id=flow_run_id))
+    return outcomes
