@@ -41,7 +41,7 @@ def main() -> int:
     sink.start()
     os.environ["LEDGERGUARD_SMTP_PORT"] = str(sink.port)
 
-    from prefect import flow, task
+    from prefect import flow, tags, task
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
@@ -62,29 +62,44 @@ def main() -> int:
     # A run with nothing found executes two tasks: detect and record-no-incident.
     tasks_in_respond = 2
 
-    pipeline, baseline = [], []
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), prefect_test_harness(server_startup_timeout=120):
-        respond(request)  # warm both paths once: imports, catalog, register migrations
+    from ledgerguard.config import reset_settings
+    from ledgerguard.runtime import reset_runtime
+
+    def measure(report_when_clear: bool) -> dict:
+        os.environ["LEDGERGUARD_REPORT_WHEN_CLEAR"] = "true" if report_when_clear else "false"
+        reset_settings()
+        reset_runtime()
+        respond(request)  # warm: imports, catalog, register migrations
         bare(tasks_in_respond)
+        pipeline, baseline = [], []
         for _ in range(args.rounds):
             t0 = time.perf_counter()
             bare(tasks_in_respond)
             baseline.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            outcome = respond(request)
+            with tags("emergency:ledger_loss"):  # as a deployment creates it
+                outcome = respond(request)
             pipeline.append(time.perf_counter() - t0)
             assert outcome.status == "no_incident", outcome
+        return {"respond_median_s": round(statistics.median(pipeline), 4),
+                "bare_flow_median_s": round(statistics.median(baseline), 4),
+                "ratio": round(statistics.median(pipeline) / statistics.median(baseline), 3)}
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), prefect_test_harness(server_startup_timeout=120):
+        # Sweep mode: detectors find nothing and no "all clear" email goes out — pure pipeline cost.
+        sweep = measure(report_when_clear=False)
+        # Manual-run mode: the same, plus the all-clear report emailed to the management list
+        # (each apprise email costs ~55 ms here, most of it building a TLS context).
+        with_report = measure(report_when_clear=True)
     sink.stop()
-    ratio = statistics.median(pipeline) / statistics.median(baseline)
     result = {
         "benchmark": "pipeline_overhead",
         "rounds": args.rounds,
         "tasks": tasks_in_respond,
-        "respond_median_s": round(statistics.median(pipeline), 4),
-        "bare_flow_median_s": round(statistics.median(baseline), 4),
-        "ratio": round(ratio, 3),
+        **sweep,
+        "with_report_email": with_report,
         "target_ratio": args.target,
-        "ok": ratio <= args.target,
+        "ok": sweep["ratio"] <= args.target,
     }
     print(json.dumps(result))
     return 0 if result["ok"] else 1

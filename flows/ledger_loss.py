@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.respond import respond
+from flows.respond import run_respond
 from ledgerguard.response.models import LedgerLossRequest, ResponseOutcome
 
 
 @flow(name="ledger-loss", flow_run_name="ledger-loss-{request.client_id}", validate_parameters=True)
 def ledger_loss(request: LedgerLossRequest) -> ResponseOutcome:
     """Check a client's ledger against its last good backup; restore, verify and swap it in."""
-    return respond(request.to_request())
+    return run_respond(request.to_request())

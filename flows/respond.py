@@ -6,7 +6,7 @@ Every emergency type runs through this one flow; what differs between types is c
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 
 from ledgerguard.masking import install_log_masking
 from ledgerguard.response.models import ResponseOutcome, ResponseRequest, StepResult
@@ -42,6 +42,12 @@ def respond(request: ResponseRequest) -> ResponseOutcome:
 
     steps = remediate(request, classified.incident_id) if request.remediate else []
     return record_incident(request, classified, steps, notified, notify_error)
+
+
+def run_respond(request: ResponseRequest) -> ResponseOutcome:
+    """Call the shared pipeline from an emergency flow, its run tagged from the start."""
+    with tags(f"emergency:{request.emergency_type}", *(["drill"] if request.drill else [])):
+        return respond(request)
 
 
 def remediate(request: ResponseRequest, incident_id: str) -> list[StepResult]:

@@ -18,17 +18,27 @@ from ledgerguard.response.runbook import decide_status
 from ledgerguard.runtime import get_runtime
 
 
-def tag_flow_runs(tags: list[str]) -> None:
-    """Add tags to this flow run and the emergency flow that called it, so the UI can filter."""
-    run_ids = {str(i) for i in (flow_run.id, flow_run.root_flow_run_id) if i}
-    if not run_ids:
+def tag_flow_runs(tags: list[str], *, include_root: bool = True) -> None:
+    """Add tags to this flow run (and the emergency flow that called it) so the UI can filter.
+
+    Runs created by a deployment or inside `prefect.tags(...)` already carry their tags; the
+    context says so without a round trip to the server, so nothing is sent then.
+    """
+    wanted = set(tags)
+    current_id = str(flow_run.id) if flow_run.id else None
+    targets: dict[str, set[str] | None] = {}
+    if current_id and not wanted <= set(flow_run.tags or ()):
+        targets[current_id] = set(flow_run.tags or ())
+    root_id = str(flow_run.root_flow_run_id) if flow_run.root_flow_run_id else None
+    if include_root and root_id and root_id != current_id:
+        targets[root_id] = None  # unknown until read
+    if not targets:
         return
     with get_client(sync_client=True) as client:
-        for run_id in run_ids:
-            current = client.read_flow_run(run_id)
-            merged = sorted(set(current.tags) | set(tags))
-            if merged != sorted(current.tags):
-                client.update_flow_run(run_id, tags=merged)
+        for run_id, known in targets.items():
+            current = known if known is not None else set(client.read_flow_run(run_id).tags)
+            if not wanted <= current:
+                client.update_flow_run(run_id, tags=sorted(current | wanted))
 
 
 def _send_report(*, runtime, entry, incident_id, step, context, attachments, run_id) -> tuple[list[str], list[str]]:
@@ -166,8 +176,7 @@ def record_clear(request: ResponseRequest, detection: Detection) -> ResponseOutc
                                     context=context, attachments=[], run_id=run_id)
     if failed:
         raise RuntimeError("report delivery failed: " + "; ".join(failed))
-    tags = [f"emergency:{entry.id}", "no-incident"] + (["drill"] if request.drill else [])
-    tag_flow_runs(tags)
+    tag_flow_runs([f"emergency:{entry.id}"] + (["drill"] if request.drill else []), include_root=False)
     return ResponseOutcome(emergency_type=entry.id, resource=request.resource, incident_id=incident_id,
                            status=snapshot["incident"]["status"] if snapshot else "no_incident",
                            clear_reasons=detection.clear_reasons, flow_run_id=run_id)

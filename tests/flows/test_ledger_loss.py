@@ -128,3 +128,23 @@ def test_healthy_ledger_records_no_incident_and_says_why(live):
     reports = live["sink"].messages()
     assert len(reports) == len(management_recipients(get_runtime().contacts)) >= 1
     assert all("未发现事件" in str(m["subject"]) for m in reports)
+
+
+def test_same_flow_with_the_register_on_postgresql(pg_register, live):
+    from flows import ledger_loss
+    from ledgerguard.register import service as register
+    from ledgerguard.register.audit import verify_chain
+    from ledgerguard.response.models import LedgerLossRequest
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    assert runtime.engine.dialect.name == "postgresql"
+    client_id = _non_vip_client()
+    _break_ledger(client_id, count=4)
+    outcome = ledger_loss(LedgerLossRequest(client_id=client_id, source="test"))
+    assert outcome.level == 4 and outcome.status == "mitigated"
+    with runtime.session() as db_session:
+        assert register.get_incident(db_session=db_session, incident_id=outcome.incident_id).level == 4
+        assert verify_chain(db_session=db_session) == []
+    again = ledger_loss(LedgerLossRequest(client_id=client_id, source="test"))
+    assert again.incident_id == outcome.incident_id
