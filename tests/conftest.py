@@ -13,17 +13,36 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-SAMPLE_CLIENTS = 6
+SMALL_CLIENTS = 5
 
 
 @pytest.fixture(scope="session")
-def sample_agency_template(tmp_path_factory) -> Path:
-    """One small generated agency per test session; tests get their own copy."""
-    from ledgerguard.sample.generator import generate_agency
+def agency_template(tmp_path_factory) -> Path:
+    """One small generated agency per test process; tests get their own copy."""
+    from datetime import datetime, timezone
 
-    target = tmp_path_factory.mktemp("agency-template") / "agency"
-    generate_agency(target, clients=SAMPLE_CLIENTS, nights=3, seed=11)
-    return target
+    from ledgerguard.sample import generate_agency
+
+    root = tmp_path_factory.mktemp("agency-template") / "agency"
+    generate_agency(root, clients=SMALL_CLIENTS, nights=3, seed=11, now=datetime.now(timezone.utc))
+    return root
+
+
+@pytest.fixture
+def agency(agency_template, tmp_path):
+    """A loaded copy of the small agency, for core tests that need no LedgerGuard home."""
+    from ledgerguard.agency import load_agency
+
+    root = tmp_path / "agency"
+    shutil.copytree(agency_template, root)
+    return load_agency(root)
+
+
+@pytest.fixture
+def scratch(tmp_path) -> Path:
+    path = tmp_path / "scratch"
+    path.mkdir()
+    return path
 
 
 @pytest.fixture
@@ -46,9 +65,9 @@ def lg_home(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def agency_dir(lg_home, sample_agency_template) -> Path:
+def agency_dir(lg_home, agency_template) -> Path:
     target = lg_home / "agency"
-    shutil.copytree(sample_agency_template, target)
+    shutil.copytree(agency_template, target)
     return target
 
 
