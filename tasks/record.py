@@ -9,7 +9,7 @@ from prefect.runtime import flow_run
 
 from ledgerguard.channels.contacts import management_recipients
 from ledgerguard.channels.messaging import render_message
-from ledgerguard.models import Detection, IncidentStatus, Stage
+from ledgerguard.models import Detection, Level, Stage
 from ledgerguard.register import service as register
 from ledgerguard.response.models import Classified, ResponseOutcome, ResponseRequest, StepResult
 from ledgerguard.response.notifying import redeliver_failed, send_once
@@ -41,9 +41,7 @@ def tag_flow_runs(tags: list[str], *, include_root: bool = True) -> None:
                 client.update_flow_run(run_id, tags=sorted(current | wanted))
 
 
-def _send_report(*, runtime, entry, incident_id, step, context, attachments, run_id) -> tuple[list[str], list[str]]:
-    message = render_message(name=entry.templates.report, language=runtime.settings.language,
-                             context=context, templates_dir=runtime.settings.templates_dir)
+def _send_report(*, runtime, entry, incident_id, step, message, attachments, run_id) -> tuple[list[str], list[str]]:
     sent, failed = [], []
     for recipient in management_recipients(runtime.contacts):
         outcome = send_once(runtime=runtime, incident_id=incident_id, stage=Stage.RECORD, step=step,
@@ -52,6 +50,11 @@ def _send_report(*, runtime, entry, incident_id, step, context, attachments, run
         (failed if outcome.status == "failed" else sent).append(
             f"{recipient.address} ({outcome.status}{': ' + outcome.error if outcome.error else ''})")
     return sent, failed
+
+
+def _render(runtime, name: str, context: dict):
+    return render_message(name=name, language=runtime.settings.language, context=context,
+                          templates_dir=runtime.settings.templates_dir)
 
 
 def _run_info(request: ResponseRequest, **extra) -> dict:
@@ -85,8 +88,7 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
     context = report_context(runtime=runtime, entry=entry, snapshot=snapshot,
                              run=_run_info(request, steps=[s.model_dump() for s in steps],
                                            notified=notified, notify_error=notify_error))
-    postmortem = render_message(name="postmortem", language=language, context=context,
-                                templates_dir=runtime.settings.templates_dir)
+    postmortem = _render(runtime, entry.templates.postmortem, context)
     folder = runtime.settings.reports_dir / incident_id
     postmortem_path = write_text(folder / f"postmortem-{incident_id}.md", postmortem.markdown or postmortem.text)
 
@@ -101,13 +103,12 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
     # Deliveries that failed in an earlier attempt or run go out now, before the report.
     redeliver_failed(runtime=runtime, entry=entry, incident_id=incident_id, context=context, flow_run_id=run_id)
     # One report per incident state: a re-run that changes nothing sends nothing again.
+    report = _render(runtime, entry.templates.report, context)
+    report_path = write_text(folder / f"report-{run_id or 'local'}.html", report.html or report.text)
     sent, failed = _send_report(
         runtime=runtime, entry=entry, incident_id=incident_id,
-        step=f"report:{final_status}:level{classified.level}", context=context,
+        step=f"report:{final_status}:level{classified.level}", message=report,
         attachments=[postmortem_path], run_id=run_id)
-    report = render_message(name=entry.templates.report, language=language, context=context,
-                            templates_dir=runtime.settings.templates_dir)
-    report_path = write_text(folder / f"report-{run_id or 'local'}.html", report.html or report.text)
     if failed:
         raise RuntimeError("report delivery failed: " + "; ".join(failed))
 
@@ -116,7 +117,7 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
     return ResponseOutcome(
         emergency_type=entry.id, resource=request.resource, incident_id=incident_id,
         incident_created=classified.created, status=final_status, level=classified.level,
-        level_label=snapshot["incident"].get("level") and _label(classified.level, language),
+        level_label=Level(classified.level).label(language),
         priority=assessment.get("priority"), regulatory_grade=assessment.get("regulatory_grade"),
         rationale=[f"{l['dimension']} {l['value']}: {l.get('text') or l['condition']}" for l in assessment.get("fired", [])],
         notified=notified, notifications_failed=[notify_error] if notify_error else [],
@@ -132,12 +133,6 @@ def local_time(value, timezone_name: str) -> str:
     from zoneinfo import ZoneInfo
 
     return value.astimezone(ZoneInfo(timezone_name)).strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _label(level: int, language: str) -> str:
-    from ledgerguard.models import Level
-
-    return Level(level).label(language)
 
 
 @task(name="record-no-incident", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
@@ -173,7 +168,8 @@ def record_clear(request: ResponseRequest, detection: Detection) -> ResponseOutc
     sent, failed = ([], [])
     if snapshot or runtime.settings.report_when_clear:
         sent, failed = _send_report(runtime=runtime, entry=entry, incident_id=incident_id, step=step,
-                                    context=context, attachments=[], run_id=run_id)
+                                    message=_render(runtime, entry.templates.report, context),
+                                    attachments=[], run_id=run_id)
     if failed:
         raise RuntimeError("report delivery failed: " + "; ".join(failed))
     tag_flow_runs([f"emergency:{entry.id}"] + (["drill"] if request.drill else []), include_root=False)
