@@ -1,36 +1,232 @@
 """Every deployment LedgerGuard runs, as data: one list for `serve` (embedded) and work pools.
 
-Issue 3 adds event triggers and schedules; the list is the single source either way.
+Each spec names its flow, the deployment name, tags, the event trigger that starts it, its
+schedules (in the agency's time zone) and default parameters. `serve_all()` serves the list from
+one process (the embedded default); `deploy_all()` registers the SAME list on a work pool
+(scale-out). One source, two ways to run.
+
+Signals reach Prefect as events (see `ledgerguard.relay`):
+
+    event     ledgerguard.signal.firing | .resolved | .change
+    resource  ledgerguard.signal.<emergency_type>.<dedup key>
+    payload   {"signal_id", "emergency_type", "request": <the flow's typed request JSON>}
+
+A firing event starts the type's emergency flow with ``request`` hydrated from the payload as a
+whole JSON object (Prefect validates it against the flow's pydantic model; an invalid payload
+creates no run, only a WARNING and a ``prefect.automation.action.failed`` event). A resolved
+event starts ``resolve-incident``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prefect.events import DeploymentEventTrigger
+from prefect.schedules import Cron, Interval
 
 from flows import backup_failure, ledger_loss
+from flows.sweeps import backup_sweep, ledger_sweep
+from flows.watchdog import page_duty_lead, resolve_incident
+from ledgerguard.config import get_settings
+
+FIRING = "ledgerguard.signal.firing"
+RESOLVED = "ledgerguard.signal.resolved"
+WATCHDOG_AUTOMATION = "ledgerguard-watchdog: page the duty lead on failed emergency runs"
+WATCHDOG_DEPLOYMENT = "page-duty-lead"
+
+# The whole ``request`` object of the event payload, kept a JSON object (not a string): the
+# inner Jinja renders it with ``tojson`` and the outer ``json`` kind parses it back, so the
+# parameter arrives as a dict that Prefect validates against the flow's pydantic model.
+REQUEST_FROM_EVENT: dict[str, Any] = {
+    "__prefect_kind": "json",
+    "value": {"__prefect_kind": "jinja", "template": "{{ event.payload.request | tojson }}"},
+}
+
+
+def agency_timezone() -> str:
+    return get_settings().timezone or "Asia/Shanghai"
+
+
+def signal_trigger(emergency_type: str) -> DeploymentEventTrigger:
+    """Start the type's flow for every firing signal of that type."""
+    return DeploymentEventTrigger(
+        name=f"signal-firing-{emergency_type}",
+        expect={FIRING},
+        match={"prefect.resource.id": f"ledgerguard.signal.{emergency_type}.*"},
+        parameters={"request": REQUEST_FROM_EVENT},
+    )
+
+
+def resolved_trigger() -> DeploymentEventTrigger:
+    return DeploymentEventTrigger(
+        name="signal-resolved",
+        expect={RESOLVED},
+        match={"prefect.resource.id": "ledgerguard.signal.*"},
+        parameters={
+            "emergency_type": "{{ event.resource['ledgerguard.emergency_type'] }}",
+            "dedup_key": "{{ event.resource['ledgerguard.dedup_key'] }}",
+            "signal_id": "{{ event.payload.signal_id }}",
+        },
+    )
 
 
 @dataclass(frozen=True)
 class DeploymentSpec:
+    """One deployment: the flow, how it is started (events, schedules), and its defaults."""
+
     name: str
-    flow: object
+    flow: Any
+    entrypoint: str  # "<file>:<function>" relative to the project root, for work pools
     description: str
-    tags: tuple[str, ...] = field(default_factory=tuple)
+    tags: tuple[str, ...] = ()
+    triggers: tuple[Any, ...] = ()
+    schedules: tuple[Any, ...] = ()
+    parameters: dict[str, Any] = field(default_factory=dict)
+    concurrency_limit: int | None = None
+
+    def options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "name": self.name, "description": self.description, "tags": list(self.tags),
+            "triggers": list(self.triggers), "schedules": list(self.schedules),
+            "parameters": dict(self.parameters),
+        }
+        if self.concurrency_limit:
+            options["concurrency_limit"] = self.concurrency_limit
+        return options
 
     def to_deployment(self):
-        return self.flow.to_deployment(name=self.name, description=self.description, tags=list(self.tags))
+        """A `RunnerDeployment` for `prefect.serve` (the embedded default)."""
+        return self.flow.to_deployment(**self.options())
 
 
-DEPLOYMENTS: list[DeploymentSpec] = [
-    DeploymentSpec("ledger-loss", ledger_loss, "账套误删/损坏 — check a client's ledger and restore it",
-                   ("emergency:ledger_loss",)),
-    DeploymentSpec("backup-failure", backup_failure, "备份失败/过期 — check backups against the RPO and repair them",
-                   ("emergency:backup_failure",)),
-]
+def build_deployments(timezone: str | None = None) -> list[DeploymentSpec]:
+    tz = timezone or agency_timezone()
+    # Interval schedules are anchored at local midnight so "every 10 minutes" lands on :00, :10…
+    midnight = datetime(2025, 1, 1, tzinfo=ZoneInfo(tz))
+    return [
+        DeploymentSpec(
+            "ledger-loss", ledger_loss, "flows/ledger_loss.py:ledger_loss",
+            "账套误删/损坏 — check a client's ledger and restore it",
+            tags=("emergency:ledger_loss",), triggers=(signal_trigger("ledger_loss"),)),
+        DeploymentSpec(
+            "backup-failure", backup_failure, "flows/backup_failure.py:backup_failure",
+            "备份失败/过期 — check backups against the RPO and repair them",
+            tags=("emergency:backup_failure",), triggers=(signal_trigger("backup_failure"),)),
+        DeploymentSpec(
+            "ledger-sweep", ledger_sweep, "flows/sweeps.py:ledger_sweep",
+            "账套巡检 — run the ledger detectors over every client's ledger; findings become signals",
+            tags=("sweep", "sweep:ledger"),
+            # Every 15 minutes in office hours (08:00–20:59, Mon–Sat), hourly at night and on Sundays.
+            schedules=(Cron("*/15 8-20 * * 1-6", timezone=tz, slug="office-hours"),
+                       Cron("0 0-7,21-23 * * 1-6", timezone=tz, slug="night"),
+                       Cron("0 * * * 0", timezone=tz, slug="sunday")),
+            concurrency_limit=1),
+        DeploymentSpec(
+            "backup-sweep", backup_sweep, "flows/sweeps.py:backup_sweep",
+            "备份巡检 — check the backup sets against the RPO every 10 minutes; findings become signals",
+            tags=("sweep", "sweep:backup"),
+            schedules=(Interval(timedelta(minutes=10), anchor_date=midnight, timezone=tz, slug="every-10-min"),),
+            concurrency_limit=1),
+        DeploymentSpec(
+            "resolve-incident", resolve_incident, "flows/watchdog.py:resolve_incident",
+            "事件恢复 — a resolve from monitoring: note it on the incident's timeline and send the report",
+            tags=("lifecycle",), triggers=(resolved_trigger(),)),
+        DeploymentSpec(
+            WATCHDOG_DEPLOYMENT, page_duty_lead, "flows/watchdog.py:page_duty_lead",
+            "值班负责人告警 — an emergency run failed or crashed: page the duty lead, keep the incident open",
+            tags=("watchdog",)),
+    ]
 
 
-def serve_all() -> None:
-    """Serve every deployment from this process (the embedded default)."""
+DEPLOYMENTS: list[DeploymentSpec] = build_deployments()
+
+
+def spec(name: str) -> DeploymentSpec:
+    return next(s for s in DEPLOYMENTS if s.name == name)
+
+
+# --- the watchdog automation -------------------------------------------------------------------
+
+
+def watchdog_automation(deployment_id) -> Any:
+    """Failed or Crashed runs tagged ``emergency:*`` → run `page-duty-lead` with the run's id."""
+    from prefect.automations import Automation
+    from prefect.events.actions import RunDeployment
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    return Automation(
+        name=WATCHDOG_AUTOMATION,
+        description="An emergency flow run entered Failed or Crashed: page the duty lead (LedgerGuard).",
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.id": "prefect.tag.emergency:*", "prefect.resource.role": "tag"},
+            posture=Posture.Reactive, threshold=1, within=timedelta(0),
+        ),
+        actions=[RunDeployment(
+            source="selected", deployment_id=deployment_id,
+            parameters={"flow_run_id": "{{ event.resource.id | replace('prefect.flow-run.', '') }}",
+                        "state": "{{ event.event | replace('prefect.flow-run.', '') }}"},
+        )],
+    )
+
+
+def ensure_watchdog_automation(deployment_id) -> Any:
+    """Create the watchdog automation, or bring the one with its name up to date (idempotent)."""
+    from prefect.automations import Automation
+
+    wanted = watchdog_automation(deployment_id)
+    try:
+        existing = Automation.read(name=WATCHDOG_AUTOMATION)
+    except ValueError:
+        return wanted.create()
+    wanted.id = existing.id
+    wanted.update()
+    return wanted
+
+
+# --- two ways to run the same list -------------------------------------------------------------
+
+
+def serve_all(*, limit: int | None = None) -> None:
+    """Serve every deployment from this process (the embedded default); blocks until stopped.
+
+    The watchdog deployment is registered first so its automation can name it; `serve` then
+    re-applies it under the same name and id.
+    """
     from prefect import serve
 
-    serve(*(spec.to_deployment() for spec in DEPLOYMENTS))
+    deployments = [s.to_deployment() for s in DEPLOYMENTS]
+    watchdog = next(d for d, s in zip(deployments, DEPLOYMENTS) if s.name == WATCHDOG_DEPLOYMENT)
+    ensure_watchdog_automation(watchdog.apply())
+    serve(*deployments, limit=limit, print_starting_message=False)
+
+
+def deploy_all(*, work_pool: str, source: str, image: str | None = None) -> list[str]:
+    """Register every deployment on a work pool from ``source`` (a git URL or a folder).
+
+    Returns the deployment ids. Workers of the pool pull ``source`` and run the entrypoints.
+    """
+    from prefect import Flow
+
+    ids = []
+    watchdog_id = None
+    for item in DEPLOYMENTS:
+        remote = Flow.from_source(source=source, entrypoint=item.entrypoint)
+        options = item.options()
+        kwargs: dict[str, Any] = {"work_pool_name": work_pool, "print_next_steps": False}
+        if image:
+            kwargs["image"] = image
+        else:
+            kwargs["build"] = False
+            kwargs["push"] = False
+        deployment_id = remote.deploy(**options, **kwargs)
+        ids.append(str(deployment_id))
+        if item.name == WATCHDOG_DEPLOYMENT:
+            watchdog_id = deployment_id
+    if watchdog_id is not None:
+        ensure_watchdog_automation(watchdog_id)
+    return ids

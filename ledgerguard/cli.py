@@ -201,13 +201,114 @@ def ui(home: Optional[Path] = None, port: int = 4200) -> None:
 
 
 @app.command()
-def serve(home: Optional[Path] = None) -> None:
-    """Serve every deployment in deployments/ from this process (runs started from the Prefect UI)."""
+def serve(home: Optional[Path] = None,
+          limit: Optional[int] = typer.Option(None, help="Most flow runs at once from this process")) -> None:
+    """Serve every deployment in deployments/ from this process (events, schedules, UI runs)."""
     _use_home(home)
     _install_masking()
     from deployments import serve_all
 
-    serve_all()
+    serve_all(limit=limit)
+
+
+@app.command()
+def up(home: Optional[Path] = typer.Option(None, help="LedgerGuard home folder (default: ./.ledgerguard)"),
+       port: int = typer.Option(4200, help="Port of the Prefect server and UI"),
+       intake_port: int = typer.Option(8600, help="Port of the intake HTTP app"),
+       smtp_port: int = typer.Option(8025, help="Port of the local SMTP sink (when LEDGERGUARD_SMTP_HOST is unset)"),
+       clients: int = typer.Option(200, help="Clients in the sample agency generated on first start"),
+       poll: int = typer.Option(1, help="Seconds between the runner's polls for scheduled runs (latency)"),
+       limit: Optional[int] = typer.Option(None, help="Most flow runs at once")) -> None:
+    """Start the always-on stack: Prefect server + UI, every deployment served, relay, intake, SMTP sink."""
+    _use_home(home)
+    _install_masking()
+    from ledgerguard.stack import run_up
+
+    def log(message: str) -> None:
+        console.print(message, soft_wrap=True, highlight=False)
+
+    sys.exit(run_up(home=get_settings().home.resolve(), prefect_port=port, intake_port=intake_port,
+                    smtp_port=smtp_port, clients=clients, poll_frequency=poll, serve_limit=limit, log=log))
+
+
+@app.command()
+def status(home: Optional[Path] = None,
+           as_json: bool = typer.Option(False, "--json", help="Print the status as JSON")) -> None:
+    """Say what runs where (URLs, ports, alive or not), open incidents by level, outbox counts."""
+    _use_home(home)
+    from ledgerguard.stack import stack_status
+
+    report = stack_status(home=get_settings().home.resolve())
+    if as_json:
+        console.print_json(json.dumps(report, default=str))
+        return
+    console.print(f"LedgerGuard in {report['home']}: {report['status']}"
+                  + (f" (pid {report['pid']}, {'alive' if report['up_alive'] else 'gone'})" if report["pid"] else ""),
+                  highlight=False, soft_wrap=True)
+    table = Table("component", "where", "state")
+    for name, info in report["components"].items():
+        where = info.get("ui_url") or info.get("url") or (
+            f"{info['host']}:{info['port']}" if "host" in info and "port" in info else info.get("path") or "")
+        if name == "prefect":
+            where = f"UI {info['ui_url']}  API {info['api_url']}"
+        flags = []
+        for key in ("alive", "healthy", "listening", "running"):
+            if key in info:
+                flags.append(f"{key}={'yes' if info[key] else 'no'}")
+        if "pid" in info:
+            flags.append(f"pid {info['pid']}")
+        if info.get("reason"):
+            flags.append(info["reason"])
+        table.add_row(name, where, ", ".join(flags))
+    console.print(table)
+    incidents = report["open_incidents"]
+    by_level = ", ".join(f"level {k}: {v}" for k, v in incidents["by_level"].items()) or "none"
+    console.print(f"open incidents: {incidents['total']} ({by_level})", highlight=False)
+    outbox = report.get("outbox")
+    console.print(f"outbox: {outbox if outbox is not None else 'not in this register yet'}", highlight=False)
+
+
+@app.command()
+def deploy(work_pool: str = typer.Option(..., "--work-pool", help="Prefect work pool to deploy to"),
+           source: Optional[str] = typer.Option(None, help="Git URL or folder workers pull the code from "
+                                                         "(default: this project's folder)"),
+           image: Optional[str] = typer.Option(None, help="Docker image for docker/kubernetes pools")) -> None:
+    """Register every deployment in deployments/ on a work pool (scale-out), with the same triggers and schedules."""
+    from ledgerguard.config import PROJECT_ROOT
+
+    from deployments import DEPLOYMENTS, deploy_all
+
+    ids = deploy_all(work_pool=work_pool, source=source or str(PROJECT_ROOT), image=image)
+    for spec, deployment_id in zip(DEPLOYMENTS, ids):
+        console.print(f"{spec.flow.name}/{spec.name} → {deployment_id}", highlight=False)
+
+
+@app.command()
+def relay(home: Optional[Path] = None,
+          api_url: Optional[str] = typer.Option(None, help="Prefect API URL (default: PREFECT_API_URL)"),
+          once: bool = typer.Option(False, help="Deliver what is due once and exit")) -> None:
+    """Deliver the register's outbox to Prefect's events API (what `up` runs in the background)."""
+    _use_home(home)
+    import signal as signals
+    import threading
+
+    from ledgerguard.relay import drain, run_relay_forever
+    from ledgerguard.runtime import get_runtime
+
+    url = api_url or os.environ.get("PREFECT_API_URL")
+    if not url:
+        err.print("no Prefect API: set PREFECT_API_URL or pass --api-url")
+        raise typer.Exit(2)
+    if once:
+        result = drain(engine_or_runtime=get_runtime(), api_url=url)
+        console.print(f"delivered {result.delivered}, failed {result.failed}")
+        raise typer.Exit(0 if not result.failed else 1)
+    stop = threading.Event()
+    for signum in (signals.SIGINT, signals.SIGTERM):
+        signals.signal(signum, lambda *_: stop.set())
+    console.print(f"relay: outbox → {url}/events (Ctrl-C to stop)")
+    total = run_relay_forever(stop, engine_or_runtime=get_runtime(), api_url=url)
+    console.print(f"relay stopped: {total.delivered} delivered, {total.failed} failed attempts")
 
 
 @app.command()

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -181,6 +182,15 @@ class SignalRecord(Base):
     drill: Mapped[bool] = mapped_column(Boolean, default=False)
     summary: Mapped[str] = mapped_column(Text, default="")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Added by revision 0002 (the intake); NULL for signals recorded before it or by a flow run.
+    action: Mapped[str | None] = mapped_column(String(20))
+    """firing, resolve, acknowledge or change."""
+    status: Mapped[str | None] = mapped_column(String(20))
+    """What the intake did with it: queued, coalesced, suppressed, unrouted or recorded."""
+    fingerprint: Mapped[str | None] = mapped_column(String(255), index=True)
+    """The sender's identity of the alert (Alertmanager fingerprint, PagerDuty dedup key…)."""
+    group_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    """The route's group (route name + group_by label values) used for the grouping window."""
 
 
 class FindingRecord(Base):
@@ -371,3 +381,57 @@ ALL_TABLES = [
     "obligations",
     "incident_flow_runs",
 ]
+
+
+# --- intake (revision 0002) ------------------------------------------------------------------
+
+
+class IntakeRequest(Base):
+    """One HTTP request the intake authenticated: accepted (202) or rejected, with the reason."""
+
+    __tablename__ = "intake_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    source: Mapped[str] = mapped_column(String(32), index=True)
+    token_id: Mapped[str | None] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    http_status: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    signal_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # The HMAC signature (v1 hex) when the request was signed: unique, so a replay is refused
+    # by the database even across several intake processes.
+    signature: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+class OutboxItem(Base):
+    """A Prefect event waiting to be delivered; ``id`` is also the event id (idempotent re-delivery)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    signal_id: Mapped[str | None] = mapped_column(ForeignKey("signals.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="event")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"<OutboxItem {self.id} {self.status} attempts={self.attempts}>"
+
+
+class OutboxStatus(str, enum.Enum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    PARKED = "parked"  # gave up after too many attempts; a person looks at it
+
+
+INTAKE_TABLES = ["intake_requests", "outbox"]

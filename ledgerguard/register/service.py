@@ -12,11 +12,12 @@ from __future__ import annotations
 import enum
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -35,9 +36,12 @@ from ledgerguard.register.models import (
     FindingRecord,
     Incident,
     IncidentFlowRun,
+    IntakeRequest,
     Notification,
     ObligationRecord,
     ObligationState,
+    OutboxItem,
+    OutboxStatus,
     RunbookAction,
     SignalRecord,
     TimelineEntry,
@@ -690,3 +694,426 @@ def finish_action(
     row.finished_at = utcnow()
     db_session.flush()
     return row
+
+
+# --- intake and outbox (revision 0002) -------------------------------------------------------
+#
+# The intake writes an ``intake_requests`` row, its signals and one outbox row per event in ONE
+# transaction before it answers 202; a relay (Prefect side) claims pending rows, POSTs their
+# payloads to Prefect's events API and marks them delivered or failed. The outbox id is the
+# Prefect event id, so delivering a row twice (a relay crash between POST and mark) is harmless.
+
+__all__ += [
+    "record_intake_request",
+    "signature_seen",
+    "enqueue_outbox",
+    "claim_outbox_batch",
+    "mark_outbox_delivered",
+    "mark_outbox_failed",
+    "park_outbox",
+    "get_outbox_item",
+    "list_outbox",
+    "outbox_stats",
+    "get_signal",
+    "count_signals",
+]
+
+OUTBOX_MAX_ATTEMPTS = 50
+"""``mark_outbox_failed`` parks a row after this many attempts (a person looks at it)."""
+
+
+def record_intake_request(
+    *,
+    db_session: Session,
+    source: str,
+    token_id: str | None,
+    body_sha256: str,
+    status: str,
+    http_status: int,
+    remote_addr: str | None = None,
+    error: str | None = None,
+    signal_ids: list[str] | None = None,
+    signature: str | None = None,
+    received_at: datetime | None = None,
+    request_id: str | None = None,
+) -> IntakeRequest:
+    """Record one authenticated intake request (``accepted`` or ``rejected`` with the reason).
+
+    ``signature`` is unique: recording a signature that was already recorded raises
+    ``IntegrityError`` at the flush, which the intake answers as a replay.
+    """
+    row = IntakeRequest(
+        id=request_id or new_id(), source=source, token_id=token_id, received_at=as_utc(received_at or utcnow()),
+        remote_addr=remote_addr, body_sha256=body_sha256, status=status, http_status=http_status, error=error,
+        signal_ids=list(signal_ids or []), signature=signature,
+    )
+    db_session.add(row)
+    db_session.flush()
+    return row
+
+
+def signature_seen(*, db_session: Session, signature: str) -> bool:
+    return db_session.scalar(select(IntakeRequest.id).where(IntakeRequest.signature == signature)) is not None
+
+
+def get_signal(*, db_session: Session, signal_id: str) -> SignalRecord:
+    row = db_session.get(SignalRecord, signal_id)
+    if row is None:
+        raise NotFound(f"signal {signal_id!r} not found in the register")
+    return row
+
+
+def count_signals(
+    *,
+    db_session: Session,
+    dedup_key: str,
+    since: datetime,
+    action: str | None = "firing",
+) -> int:
+    """Signals for ``dedup_key`` received at or after ``since`` (firing ones by default)."""
+    query = select(func.count()).select_from(SignalRecord).where(
+        SignalRecord.dedup_key == dedup_key, SignalRecord.received_at >= as_utc(since))
+    if action is not None:
+        query = query.where(SignalRecord.action == action)
+    return int(db_session.scalar(query) or 0)
+
+
+def enqueue_outbox(
+    *,
+    db_session: Session,
+    signal_id: str | None = None,
+    payload: dict[str, Any],
+    item_id: str | None = None,
+    kind: str = "event",
+    not_before: datetime | None = None,
+) -> OutboxItem:
+    """Add one pending event to the outbox and return the row.
+
+    ``item_id`` (uuid hex) defaults to a new one; ``payload["id"]``, the Prefect event id, is set
+    to the same uuid in its dashed form when the payload has none. ``not_before`` delays the first
+    delivery (a route's group wait)."""
+    item_id = item_id or new_id()
+    body = to_jsonable(payload)
+    if not body.get("id"):
+        body["id"] = str(uuid.UUID(hex=item_id)) if len(item_id) == 32 else item_id
+    now = utcnow()
+    row = OutboxItem(
+        id=item_id, signal_id=signal_id, kind=kind, payload=body, status=OutboxStatus.PENDING.value, attempts=0,
+        created_at=now, next_attempt_at=as_utc(not_before) if not_before else now,
+    )
+    db_session.add(row)
+    db_session.flush()
+    return row
+
+
+def claim_outbox_batch(*, db_session: Session, limit: int = 100, now: datetime | None = None) -> list[OutboxItem]:
+    """Rows due for delivery: pending or failed with ``next_attempt_at <= now``, oldest first.
+
+    On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED`` until the transaction ends, so
+    several relays never claim the same row; on SQLite the session's ``BEGIN IMMEDIATE`` already
+    serialises relays. Keep the transaction open while delivering and mark each row in it, or
+    commit right after claiming and accept that a crash re-delivers (harmless: the event id is
+    the row id and Prefect de-duplicates by event id).
+    """
+    now = as_utc(now or utcnow())
+    query = (
+        select(OutboxItem)
+        .where(
+            OutboxItem.status.in_([OutboxStatus.PENDING.value, OutboxStatus.FAILED.value]),
+            OutboxItem.next_attempt_at <= now,
+        )
+        .order_by(OutboxItem.created_at, OutboxItem.id)
+        .limit(limit)
+        .execution_options(populate_existing=True)
+    )
+    if db_session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(db_session.scalars(query))
+
+
+def get_outbox_item(*, db_session: Session, item_id: str) -> OutboxItem:
+    row = db_session.get(OutboxItem, item_id)
+    if row is None:
+        raise NotFound(f"outbox item {item_id!r} not found in the register")
+    return row
+
+
+def mark_outbox_delivered(*, db_session: Session, item_id: str) -> OutboxItem:
+    row = get_outbox_item(db_session=db_session, item_id=item_id)
+    row.status = OutboxStatus.DELIVERED.value
+    row.attempts = (row.attempts or 0) + 1
+    row.delivered_at = utcnow()
+    row.last_error = None
+    db_session.flush()
+    return row
+
+
+def mark_outbox_failed(
+    *, db_session: Session, item_id: str, error: str, retry_in_seconds: float, max_attempts: int = OUTBOX_MAX_ATTEMPTS
+) -> OutboxItem:
+    """Count a failed delivery and schedule the next one ``retry_in_seconds`` from now; after
+    ``max_attempts`` the row is ``parked`` (no more automatic retries). A delivered row stays
+    delivered."""
+    row = get_outbox_item(db_session=db_session, item_id=item_id)
+    if row.status == OutboxStatus.DELIVERED.value:
+        return row
+    row.attempts = (row.attempts or 0) + 1
+    row.last_error = error[:4000]
+    row.next_attempt_at = utcnow() + timedelta(seconds=max(0.0, float(retry_in_seconds)))
+    row.status = (OutboxStatus.PARKED if row.attempts >= max_attempts else OutboxStatus.FAILED).value
+    db_session.flush()
+    return row
+
+
+def park_outbox(*, db_session: Session, item_id: str, error: str) -> OutboxItem:
+    """Stop retrying a row that can never be delivered (e.g. Prefect answers 4xx to it)."""
+    row = get_outbox_item(db_session=db_session, item_id=item_id)
+    row.status = OutboxStatus.PARKED.value
+    row.last_error = error[:4000]
+    db_session.flush()
+    return row
+
+
+def list_outbox(
+    *, db_session: Session, status: OutboxStatus | str | None = None, signal_id: str | None = None
+) -> list[OutboxItem]:
+    query = select(OutboxItem)
+    if status is not None:
+        query = query.where(OutboxItem.status == OutboxStatus(_value(status)).value)
+    if signal_id is not None:
+        query = query.where(OutboxItem.signal_id == signal_id)
+    return list(db_session.scalars(query.order_by(OutboxItem.created_at, OutboxItem.id)))
+
+
+def outbox_stats(*, db_session: Session, now: datetime | None = None) -> dict[str, Any]:
+    """Counts by status, how many are due now, and the age in seconds of the oldest undelivered."""
+    now = as_utc(now or utcnow())
+    counts = {s.value: 0 for s in OutboxStatus}
+    for status, n in db_session.execute(select(OutboxItem.status, func.count()).group_by(OutboxItem.status)):
+        counts[status] = int(n)
+    undelivered = [OutboxStatus.PENDING.value, OutboxStatus.FAILED.value]
+    due = db_session.scalar(
+        select(func.count()).select_from(OutboxItem)
+        .where(OutboxItem.status.in_(undelivered), OutboxItem.next_attempt_at <= now)
+    )
+    oldest = db_session.scalar(select(func.min(OutboxItem.created_at)).where(OutboxItem.status.in_(undelivered)))
+    if oldest is not None:
+        oldest = as_utc(oldest)
+    return {
+        **counts,
+        "total": sum(counts.values()),
+        "due": int(due or 0),
+        "oldest_undelivered_age_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
+    }
+
+
+# --- accepting a signal (the intake's and the sweeps' one path) ------------------------------
+
+__all__ += ["AcceptedSignal", "accept_signal", "SIGNAL_STATUSES"]
+
+SIGNAL_STATUSES = ("queued", "coalesced", "suppressed", "unrouted", "recorded")
+"""What ``accept_signal`` did with a signal (``signals.status``):
+
+- ``queued``: an event was written to the outbox;
+- ``coalesced``: a firing event for the same dedup key is still undelivered and carries it;
+- ``suppressed``: the dedup key is flapping (too many firings in the window): no event, no page;
+- ``unrouted``: no route matched (or no valid flow request): recorded only, for a person;
+- ``recorded``: an acknowledgement, which changes the incident's status and makes no event.
+"""
+
+
+class AcceptedSignal:
+    """The outcome of :func:`accept_signal`."""
+
+    def __init__(self, *, record: SignalRecord, status: str, outbox: OutboxItem | None,
+                 incident_id: str | None, incident_status: str | None = None, note: str = "") -> None:
+        self.record = record
+        self.status = status
+        self.outbox = outbox
+        self.incident_id = incident_id
+        self.incident_status = incident_status
+        self.note = note
+
+    @property
+    def event_id(self) -> str | None:
+        return str(self.outbox.payload.get("id")) if self.outbox is not None else None
+
+    def as_dict(self) -> dict[str, Any]:
+        rec = self.record
+        return {
+            "id": rec.id, "emergency_type": rec.emergency_type, "resource": rec.resource,
+            "dedup_key": rec.dedup_key, "action": rec.action, "status": self.status,
+            "event_id": self.event_id, "incident_id": self.incident_id,
+            "incident_status": self.incident_status, **({"note": self.note} if self.note else {}),
+        }
+
+
+def _resolve_dedup_key(
+    db_session: Session, *, signal: Signal, action: str, fingerprint: str | None, group_key: str | None,
+    group_window_seconds: float, now: datetime,
+) -> str:
+    """The dedup key a signal without an explicit one ends up with (see ``accept_signal``)."""
+    if fingerprint:
+        prev = db_session.scalars(
+            select(SignalRecord)
+            .where(SignalRecord.fingerprint == fingerprint, SignalRecord.emergency_type == signal.emergency_type,
+                   SignalRecord.status != "unrouted")
+            .order_by(SignalRecord.received_at.desc()).limit(1)
+        ).first()
+        if prev is not None:
+            recent = as_utc(prev.received_at) >= now - timedelta(seconds=group_window_seconds)
+            if action != "firing" or recent or find_open_incident(db_session=db_session, dedup_key=prev.dedup_key):
+                return prev.dedup_key
+    if action == "firing" and group_key and group_window_seconds > 0:
+        leader = db_session.scalars(
+            select(SignalRecord)
+            .where(SignalRecord.group_key == group_key, SignalRecord.status != "unrouted",
+                   SignalRecord.received_at >= now - timedelta(seconds=group_window_seconds))
+            .order_by(SignalRecord.received_at.desc()).limit(1)
+        ).first()
+        if leader is not None:
+            return leader.dedup_key
+    return signal.dedup_key
+
+
+def _still_firing(db_session: Session, *, incident: Incident, fingerprint: str | None) -> list[str]:
+    """Fingerprints (other than ``fingerprint``) whose latest signal on this incident's dedup key,
+    since the key was last resolved, is a firing one."""
+    last_resolved = db_session.scalar(
+        select(func.max(Incident.resolved_at)).where(Incident.dedup_key == incident.dedup_key,
+                                                     Incident.id != incident.id))
+    query = select(SignalRecord.fingerprint, SignalRecord.action).where(
+        SignalRecord.dedup_key == incident.dedup_key, SignalRecord.fingerprint.is_not(None),
+        SignalRecord.action.in_(["firing", "resolve"]))
+    if last_resolved is not None:
+        query = query.where(SignalRecord.received_at > as_utc(last_resolved))
+    latest: dict[str, str] = {}
+    for fp, act in db_session.execute(query.order_by(SignalRecord.received_at, SignalRecord.id)):
+        latest[fp] = act
+    return sorted(fp for fp, act in latest.items() if act == "firing" and fp != fingerprint)
+
+
+def accept_signal(
+    *,
+    db_session: Session,
+    signal: Signal,
+    action: str = "firing",
+    actor: str | None = None,
+    fingerprint: str | None = None,
+    group_key: str | None = None,
+    fixed_dedup_key: bool = False,
+    group_window_seconds: float = 0,
+    group_wait_seconds: float = 0,
+    flap_threshold: int = 0,
+    flap_window_seconds: float = 0,
+    routed: bool = True,
+    request: Any = True,
+    note: str = "",
+    now: datetime | None = None,
+) -> AcceptedSignal:
+    """Record one signal and decide what it sets in motion, in the caller's transaction.
+
+    Dedup key: kept as is with ``fixed_dedup_key`` (PagerDuty's, a generic one); otherwise the key
+    the last signal with the same ``fingerprint`` got (while its incident is open or within the
+    group window; always for a resolve), else the key of the latest signal of ``group_key``
+    within ``group_window_seconds``, else ``signal.dedup_key`` (``<type>:<resource>``).
+
+    firing: joins the open incident's timeline (``signal_joined``) if there is one; above
+    ``flap_threshold`` firings in ``flap_window_seconds`` it is ``suppressed`` (timeline
+    "flapping: suppressed", no event); if a firing event for the key still waits in the outbox it
+    is ``coalesced``; otherwise a ``ledgerguard.signal.firing`` event is queued (delayed by
+    ``group_wait_seconds`` for the first signal of a group).
+    resolve: resolves the open incident (actor ``actor``) unless other alerts of it still fire,
+    and queues a ``ledgerguard.signal.resolved`` event. acknowledge: acknowledges the open
+    incident, no event. change: queues a ``ledgerguard.signal.change`` event, opens nothing.
+    ``routed=False``: recorded as ``unrouted`` only. ``request`` is passed to
+    ``ledgerguard.signals.event_for_signal`` (True: built from the signal).
+    """
+    from ledgerguard.signals import ACTIONS, event_for_signal
+
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; one of {ACTIONS}")
+    now = as_utc(now or utcnow())
+    actor = actor or signal.source
+    if routed and not fixed_dedup_key:
+        key = _resolve_dedup_key(db_session, signal=signal, action=action, fingerprint=fingerprint,
+                                 group_key=group_key, group_window_seconds=group_window_seconds, now=now)
+        if key != signal.dedup_key:
+            signal = signal.model_copy(update={"dedup_key": key})
+    key = signal.dedup_key
+    incident = find_open_incident(db_session=db_session, dedup_key=key) if routed else None
+    flapping = False
+    if routed and action == "firing" and flap_threshold > 0 and flap_window_seconds > 0:
+        seen = count_signals(db_session=db_session, dedup_key=key, since=now - timedelta(seconds=flap_window_seconds))
+        flapping = seen >= flap_threshold
+
+    record = record_signal(db_session=db_session, signal=signal, incident_id=incident.id if incident else None)
+    record.action, record.fingerprint, record.group_key = action, fingerprint, group_key
+    record.received_at = now
+
+    def outcome(status: str, item: OutboxItem | None = None, text_note: str = note) -> AcceptedSignal:
+        record.status = status
+        db_session.flush()
+        return AcceptedSignal(record=record, status=status, outbox=item, note=text_note,
+                              incident_id=incident.id if incident else None,
+                              incident_status=incident.status if incident else None)
+
+    def queue(delay: float = 0) -> OutboxItem:
+        item_id = new_id()
+        payload = event_for_signal(signal, event_id=str(uuid.UUID(hex=item_id)), action=action, signal_id=record.id,
+                                   requested_by=actor, occurred=now, request=request)
+        payload["payload"]["incident_id"] = incident.id if incident else None
+        return enqueue_outbox(db_session=db_session, signal_id=record.id, payload=payload, item_id=item_id,
+                              not_before=now + timedelta(seconds=delay) if delay > 0 else None)
+
+    if not routed:
+        return outcome("unrouted")
+
+    data = {"source": signal.source, "dedup_key": key, "resource": signal.resource, "signal_id": record.id,
+            "action": action, "summary": signal.summary}
+    if action == "firing":
+        if flapping:
+            if incident:
+                append_timeline(db_session=db_session, incident_id=incident.id, stage=Stage.DETECT.value,
+                                kind="flapping", actor=actor, data={**data, "threshold": flap_threshold,
+                                                                    "window_seconds": flap_window_seconds},
+                                message=(f"flapping: suppressed — more than {flap_threshold} firing signals in "
+                                         f"{int(flap_window_seconds)} s from {signal.source}; nobody paged again"))
+            return outcome("suppressed", text_note=f"flapping: more than {flap_threshold} firings "
+                                                   f"in {int(flap_window_seconds)} s; no event")
+        if incident:
+            append_timeline(db_session=db_session, incident_id=incident.id, stage=Stage.DETECT.value,
+                            kind="signal_joined", actor=actor, data=data,
+                            message=f"signal from {signal.source} joined the incident"
+                                    + (f" — {signal.summary}" if signal.summary else ""))
+        waiting = db_session.scalar(
+            select(OutboxItem.id).join(SignalRecord, OutboxItem.signal_id == SignalRecord.id)
+            .where(SignalRecord.dedup_key == key, SignalRecord.action == "firing", SignalRecord.id != record.id,
+                   OutboxItem.status.in_([OutboxStatus.PENDING.value, OutboxStatus.FAILED.value]))
+            .limit(1))
+        if waiting is not None:
+            return outcome("coalesced", text_note=f"joins the undelivered event of outbox item {waiting}")
+        first_of_group = incident is None and group_key is not None and key == record.dedup_key
+        return outcome("queued", queue(group_wait_seconds if first_of_group else 0))
+
+    if action == "resolve":
+        text_note = note
+        if incident:
+            firing = _still_firing(db_session, incident=incident, fingerprint=fingerprint)
+            if firing:
+                text_note = f"{len(firing)} other alert(s) of this incident still firing; incident left open"
+                append_timeline(db_session=db_session, incident_id=incident.id, stage=Stage.DETECT.value,
+                                kind="signal_joined", actor=actor, data={**data, "still_firing": firing},
+                                message=f"alert resolved at {signal.source}; {len(firing)} still firing")
+            else:
+                set_status(db_session=db_session, incident_id=incident.id, status=IncidentStatus.RESOLVED,
+                           actor=actor, stage=Stage.DETECT, note=f"resolved by {signal.source}", at=now)
+        return outcome("queued", queue(), text_note)
+
+    if action == "acknowledge":
+        if incident and incident.status == IncidentStatus.OPEN.value:
+            set_status(db_session=db_session, incident_id=incident.id, status=IncidentStatus.ACKNOWLEDGED,
+                       actor=actor, stage=Stage.DETECT, note=f"acknowledged at {signal.source}", at=now)
+        return outcome("recorded")
+
+    return outcome("queued", queue())  # change: joins a timeline later, never opens an incident

@@ -16,13 +16,13 @@ def test_upgrade_head_creates_all_tables_and_downgrade_base_drops_them(empty_url
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == "0002"
         tables = set(inspect(engine).get_table_names())
         assert set(ALL_TABLES) <= tables
         assert VERSION_TABLE in tables
 
         upgrade(engine)  # idempotent at head
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == "0002"
 
         downgrade(engine, "base")
         remaining = set(inspect(engine).get_table_names())
@@ -37,7 +37,7 @@ def test_upgrade_head_creates_all_tables_and_downgrade_base_drops_them(empty_url
 
 def test_upgrade_accepts_a_url(empty_url):
     upgrade(empty_url)
-    assert current_revision(empty_url) == "0001"
+    assert current_revision(empty_url) == "0002"
 
 
 def test_migration_matches_the_orm_models(engine):
@@ -70,7 +70,7 @@ def test_get_engine_is_cached_per_url_and_migrates_once(empty_url):
     try:
         engine = get_engine(empty_url)
         assert get_engine(empty_url) is engine
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == "0002"
         with session_scope(engine) as s:
             assert s.query(Incident).count() == 0
     finally:
