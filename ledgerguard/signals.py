@@ -168,3 +168,21 @@ def event_for_signal(
             "request": request.model_dump(mode="json") if request is not None else None,
         },
     }
+
+
+def raise_sweep_signal(*, runtime, signal: Signal, requested_by: str) -> str:
+    """Write a sweep finding to the register and the outbox through the intake's own path.
+
+    Returns what happened: ``joined`` (the incident for this dedup key is still open: the
+    signal is recorded on it and nothing fires, so a sweep every 15 minutes does not re-run the
+    flow or page anyone again), else the status `register.accept_signal` reports (``queued``:
+    a firing event waits in the outbox for the relay; ``coalesced``; ``suppressed``…).
+    """
+    from ledgerguard.register import service as register
+
+    with runtime.session() as db_session:
+        open_incident = register.find_open_incident(db_session=db_session, dedup_key=signal.dedup_key)
+        if open_incident is not None:
+            register.record_signal(db_session=db_session, signal=signal, incident_id=open_incident.id)
+            return "joined"
+        return register.accept_signal(db_session=db_session, signal=signal, actor=requested_by).status

@@ -41,7 +41,7 @@ def tag_flow_runs(tags: list[str], *, include_root: bool = True) -> None:
                 client.update_flow_run(run_id, tags=sorted(current | wanted))
 
 
-def _send_report(*, runtime, entry, incident_id, step, message, attachments, run_id) -> tuple[list[str], list[str]]:
+def send_report(*, runtime, entry, incident_id, step, message, attachments, run_id) -> tuple[list[str], list[str]]:
     sent, failed = [], []
     for recipient in management_recipients(runtime.contacts):
         outcome = send_once(runtime=runtime, incident_id=incident_id, stage=Stage.RECORD, step=step,
@@ -52,7 +52,7 @@ def _send_report(*, runtime, entry, incident_id, step, message, attachments, run
     return sent, failed
 
 
-def _render(runtime, name: str, context: dict):
+def render_for(runtime, name: str, context: dict):
     return render_message(name=name, language=runtime.settings.language, context=context,
                           templates_dir=runtime.settings.templates_dir)
 
@@ -88,7 +88,7 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
     context = report_context(runtime=runtime, entry=entry, snapshot=snapshot,
                              run=_run_info(request, steps=[s.model_dump() for s in steps],
                                            notified=notified, notify_error=notify_error))
-    postmortem = _render(runtime, entry.templates.postmortem, context)
+    postmortem = render_for(runtime, entry.templates.postmortem, context)
     folder = runtime.settings.reports_dir / incident_id
     postmortem_path = write_text(folder / f"postmortem-{incident_id}.md", postmortem.markdown or postmortem.text)
 
@@ -103,9 +103,9 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
     # Deliveries that failed in an earlier attempt or run go out now, before the report.
     redeliver_failed(runtime=runtime, entry=entry, incident_id=incident_id, context=context, flow_run_id=run_id)
     # One report per incident state: a re-run that changes nothing sends nothing again.
-    report = _render(runtime, entry.templates.report, context)
+    report = render_for(runtime, entry.templates.report, context)
     report_path = write_text(folder / f"report-{run_id or 'local'}.html", report.html or report.text)
-    sent, failed = _send_report(
+    sent, failed = send_report(
         runtime=runtime, entry=entry, incident_id=incident_id,
         step=f"report:{final_status}:level{classified.level}", message=report,
         attachments=[postmortem_path], run_id=run_id)
@@ -167,8 +167,8 @@ def record_clear(request: ResponseRequest, detection: Detection) -> ResponseOutc
             if snapshot else f"clear:{run_id or signal.dedup_key}")
     sent, failed = ([], [])
     if snapshot or runtime.settings.report_when_clear:
-        sent, failed = _send_report(runtime=runtime, entry=entry, incident_id=incident_id, step=step,
-                                    message=_render(runtime, entry.templates.report, context),
+        sent, failed = send_report(runtime=runtime, entry=entry, incident_id=incident_id, step=step,
+                                    message=render_for(runtime, entry.templates.report, context),
                                     attachments=[], run_id=run_id)
     if failed:
         raise RuntimeError("report delivery failed: " + "; ".join(failed))
