@@ -491,6 +491,9 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
 
     async def healthz(request: Request) -> JSONResponse:
         def check() -> dict[str, Any]:
+            # A fresh register has no tables until migrated; a readiness probe must not wait
+            # for a first alert to do it.
+            state.ensure_ready()
             with state.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             revision = current_revision(state.engine)

@@ -149,3 +149,11 @@ def test_intake_and_signals_modules_never_import_prefect():
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_healthz_is_ready_on_a_fresh_register_before_any_alert(client):
+    # Regression: a new register answered 503 "no such table: outbox" until the first alert,
+    # so a readiness probe would never have let traffic through.
+    r = client.get("/healthz")
+    assert r.status_code == 200, r.json()
+    assert r.json()["register"]["outbox"]["pending"] == 0

@@ -93,4 +93,17 @@ def test_up_runs_the_stack_status_reports_it_and_sigterm_stops_it_cleanly(tmp_pa
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
+        # The Prefect server and serve run in sessions of their own (so Ctrl-C reaches `up`
+        # first); after a failed test they must not outlive it.
+        state_file = home / "stack.json"
+        if state_file.exists():
+            from ledgerguard.stack import pid_alive
+
+            for part in json.loads(state_file.read_text(encoding="utf-8")).get("components", {}).values():
+                pid = part.get("pid") if isinstance(part, dict) else None
+                if pid and pid != os.getpid() and pid_alive(pid):
+                    try:
+                        os.killpg(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
         log.close()

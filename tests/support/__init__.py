@@ -1,0 +1,1 @@
+"""Helpers shared by test folders (not tests themselves)."""
