@@ -30,6 +30,10 @@ def prefect_environment(*, prefect_home: Path, port: int, host: str = "127.0.0.1
         "PREFECT_SERVER_API_PORT": str(port),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
+        # SQLite answers 503 "database is locked" under overlapping runs; Prefect's client retries
+        # those with backoff, and its default of 5 tries was seen to run out in an alert storm
+        # (a tag-concurrency slot request failed the run). Embedded only: PostgreSQL has no such stalls.
+        "PREFECT_CLIENT_MAX_RETRIES": os.environ.get("PREFECT_CLIENT_MAX_RETRIES", "12"),
         "PREFECT_LOGGING_LEVEL": os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"),
     }
 
