@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from ledgerguard.embedded import stop_process_group  # noqa: E402 — after the path fix above
+
 TOKEN = "bench-token-0123456789abcdef0123"
 NOOP_EVENT = "bench.noop.ping"
 NOOP_FLOW = "bench-noop"
@@ -129,13 +131,7 @@ class StackProcess:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_process_group(self.process, signal.SIGTERM, timeout=90)
         # If `up` could not stop its own children, stop the ones it recorded (they are ours too).
         for name in ("prefect", "serve"):
             pid = self.state.get("components", {}).get(name, {}).get("pid")
@@ -272,13 +268,7 @@ class NoopServer:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+        stop_process_group(self.process, signal.SIGINT, timeout=20)
         if self.process is not None:
             self._log.close()
 

@@ -61,6 +61,19 @@ def server_is_healthy(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def stop_process_group(process: subprocess.Popen | None, sig: int = signal.SIGTERM, *,
+                       timeout: float = 20.0) -> None:
+    """Ask a child started in its own session to stop, then kill its group if it will not."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
 class PrefectServer:
     """`prefect server start` in a child process; reused when one already answers on the port."""
 
@@ -109,14 +122,7 @@ class PrefectServer:
         raise TimeoutError(f"Prefect server did not become healthy within {timeout:.0f} s; see {self.log_file}")
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        stop_process_group(self.process, signal.SIGTERM, timeout=timeout)
 
     def __enter__(self) -> "PrefectServer":
         return self.start()

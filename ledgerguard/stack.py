@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ledgerguard.config import get_settings, reset_settings
-from ledgerguard.embedded import PrefectServer, free_port, port_is_free, server_is_healthy
+from ledgerguard.embedded import PrefectServer, free_port, port_is_free, server_is_healthy, stop_process_group
 
 logger = logging.getLogger("ledgerguard.stack")
 
@@ -260,12 +260,7 @@ class Stack:
             except Exception as exc:  # noqa: BLE001 — pending rows simply stay for the next start
                 self.log(f"relay: drain stopped: {exc}")
         if self._serve is not None and self._serve.poll() is None:
-            os.killpg(self._serve.pid, signal.SIGINT)
-            try:
-                self._serve.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._serve.pid, signal.SIGKILL)
-                self._serve.wait(timeout=5)
+            stop_process_group(self._serve, signal.SIGINT, timeout=25)
             self.log("deployments: serve stopped")
         if self._server is not None:
             self._server.stop()

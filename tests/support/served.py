@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from ledgerguard.config import PROJECT_ROOT
+from ledgerguard.embedded import stop_process_group
 
 
 def wait_for(check, *, timeout: float, interval: float = 0.3, what: str = "condition"):
@@ -92,13 +93,7 @@ class Served:
                 and any(a["name"].startswith("ledgerguard-watchdog") for a in automations))
 
     def stop_serve(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+        stop_process_group(self.process, signal.SIGINT, timeout=20)
 
 
 @contextlib.contextmanager
