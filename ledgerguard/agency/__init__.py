@@ -5,14 +5,12 @@ from ledgerguard.agency.models import (
     Agency,
     AgencyDataError,
     Client,
-    Contacts,
     FilingRecord,
-    Person,
-    Role,
     UnknownClientError,
     credit_code_check_char,
     is_valid_credit_code,
 )
+from ledgerguard.channels.contacts import Contacts, Person, Role
 from ledgerguard.agency.service import LoadedAgency, load_agency, save_agency_config
 
 __all__ = [

@@ -141,51 +141,6 @@ class Client(BaseModel):
 CLIENT_COLUMNS = list(Client.model_fields)
 
 
-class Role(str, enum.Enum):
-    OWNER = "owner"
-    MANAGER = "manager"
-    DUTY_LEAD = "duty_lead"
-    IT = "it"
-    ACCOUNTANTS = "accountants"
-    HR = "hr"
-    LEGAL = "legal"
-    DATA_PROTECTION = "data_protection"
-    REVIEWER = "reviewer"
-
-
-class Person(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(min_length=1)
-    name: str
-    roles: list[Role] = Field(default_factory=list)
-    email: str | None = None
-    phone: str | None = None
-    wecom: str | None = Field(default=None, description="apprise URL, e.g. wecombot://KEY")
-    dingtalk: str | None = Field(default=None, description="apprise URL, e.g. dingtalk://TOKEN")
-    slack: str | None = None
-    webhook: str | None = Field(default=None, description="apprise URL, e.g. json://host/path")
-
-
-class Contacts(BaseModel):
-    """contacts.yaml."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    people: list[Person] = Field(default_factory=list)
-    management_list: list[str] = Field(default_factory=list)
-
-    def person(self, person_id: str) -> Person:
-        for p in self.people:
-            if p.id == person_id:
-                return p
-        raise KeyError(f"unknown person {person_id!r}; known: {', '.join(p.id for p in self.people)}")
-
-    def with_role(self, role: Role | str) -> list[Person]:
-        role = Role(role)
-        return [p for p in self.people if role in p.roles]
-
-
 class FilingStatus(str, enum.Enum):
     FILED = "filed"
     UNFILED = "unfiled"

@@ -13,13 +13,14 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
+from ledgerguard.channels.contacts import Contacts, ContactsError
+from ledgerguard.channels.contacts import load_contacts as load_channel_contacts
 from ledgerguard.agency.models import (
     CLIENT_COLUMNS,
     FILING_COLUMNS,
     Agency,
     AgencyDataError,
     Client,
-    Contacts,
     FilingRecord,
     UnknownClientError,
     validate_rows,
@@ -170,13 +171,11 @@ def load_clients(path: Path) -> tuple[pd.DataFrame, dict[str, Client]]:
 
 
 def load_contacts(path: Path) -> Contacts:
-    data = _read_yaml(path) or {}
-    if not isinstance(data, dict):
-        raise AgencyDataError(path, "expected a mapping with 'people' and 'management_list'")
+    """contacts.yaml, validated by the one schema the channels use to route notifications."""
     try:
-        return Contacts.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(path, exc) from None
+        return load_channel_contacts(path)
+    except ContactsError as exc:
+        raise AgencyDataError(path, str(exc).removeprefix(f"{path}: ")) from None
 
 
 def load_filing_tracker(path: Path) -> pd.DataFrame:

@@ -22,6 +22,8 @@ clients) is resolved through ``extra_people`` supplied by the caller.
 
 from __future__ import annotations
 
+import enum
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -48,6 +50,21 @@ ChannelName = Literal["email", "wecom", "dingtalk", "slack", "webhook"]
 CHANNELS: tuple[str, ...] = ("email", "wecom", "dingtalk", "slack", "webhook")
 
 
+class Role(str, enum.Enum):
+    """The agency's roles, as the catalog's routing names them (``client_accountant`` is
+    resolved per incident from clients.csv and is not a role a person holds)."""
+
+    OWNER = "owner"
+    MANAGER = "manager"
+    DUTY_LEAD = "duty_lead"
+    IT = "it"
+    ACCOUNTANTS = "accountants"
+    HR = "hr"
+    LEGAL = "legal"
+    DATA_PROTECTION = "data_protection"
+    REVIEWER = "reviewer"
+
+
 class ContactsError(ValueError):
     """contacts.yaml could not be read or is invalid; the message names the file and the field."""
 
@@ -68,6 +85,15 @@ class Person(BaseModel):
         default_factory=lambda: ["email"],
         description="contact points to use, in order; default [email] (or the first chat channel set)",
     )
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, v: list[str]) -> list[str]:
+        known = {r.value for r in Role}
+        unknown = [r for r in v if r not in known]
+        if unknown:
+            raise ValueError(f"unknown role(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return v
 
     @field_validator("email")
     @classmethod
@@ -123,6 +149,10 @@ class Contacts(BaseModel):
 
     def person(self, person_id: str) -> Person | None:
         return next((p for p in self.people if p.id == person_id), None)
+
+    def with_role(self, role: Role | str) -> list[Person]:
+        value = Role(role).value
+        return [p for p in self.people if value in p.roles]
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,22 @@ def test_bad_contacts_role_names_file(agency):
     assert "contacts.yaml" in str(err.value) and "roles" in str(err.value)
 
 
+def test_contacts_with_chat_channels_load_for_the_agency_and_the_router(agency):
+    # Regression: the agency had its own, stricter copy of the contacts schema, so a person
+    # given `channels:` or a `drill_recipients` list (what routing reads) broke load_agency.
+    from ledgerguard.channels.contacts import resolve_recipients
+
+    data = yaml.safe_load(agency.contacts_path.read_text(encoding="utf-8"))
+    data["people"][0]["webhook"] = "json://127.0.0.1:9/hook"
+    data["people"][0]["channels"] = ["webhook", "email"]
+    data["drill_recipients"] = ["drill@agency.example"]
+    agency.contacts_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    loaded = load_agency(agency.root)
+    person = loaded.contacts.people[0]
+    routing = resolve_recipients(contacts=loaded.contacts, roles=[person.roles[0]])
+    assert [r.channel for r in routing.recipients if r.person_id == person.id] == ["webhook", "email"]
+
+
 def test_missing_agency_folder(tmp_path):
     with pytest.raises(AgencyDataError) as err:
         load_agency(tmp_path / "nowhere")

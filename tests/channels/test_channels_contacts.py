@@ -26,13 +26,13 @@ people:
     channels: [email, wecom]
   - id: li.na
     name: 李娜
-    roles: [accountant]
+    roles: [accountants]
     email: li.na@agency.example
     dingtalk: dingtalk://LITOKEN
     channels: [dingtalk, email]
   - id: zhao.lei
     name: 赵磊
-    roles: [accountant, it_lead]
+    roles: [accountants, it]
     email: zhao.lei@agency.example
     phone: 13900001111
   - id: chen.jing
@@ -62,7 +62,7 @@ def test_load(contacts):
 
 
 def test_roles_to_people_to_channels_in_order(contacts):
-    routing = resolve_recipients(contacts=contacts, roles=["manager", "accountant"])
+    routing = resolve_recipients(contacts=contacts, roles=["manager", "accountants"])
     assert routing.unresolved_roles == []
     assert [(r.person_id, r.channel, r.address) for r in routing.recipients] == [
         ("wang.fang", "email", "wang.fang@agency.example"),
@@ -75,7 +75,7 @@ def test_roles_to_people_to_channels_in_order(contacts):
 
 
 def test_dedup_when_two_roles_match_one_person(contacts):
-    routing = resolve_recipients(contacts=contacts, roles=["manager", "duty_lead", "accountant", "it_lead"])
+    routing = resolve_recipients(contacts=contacts, roles=["manager", "duty_lead", "accountants", "it"])
     keys = [(r.person_id, r.channel) for r in routing.recipients]
     assert len(keys) == len(set(keys))
     wang = [r for r in routing.recipients if r.person_id == "wang.fang"]
@@ -86,12 +86,12 @@ def test_dedup_when_two_roles_match_one_person(contacts):
 def test_client_accountant_through_extra_people(contacts):
     routing = resolve_recipients(
         contacts=contacts,
-        roles=["client_accountant", "accountant"],
+        roles=["client_accountant", "accountants"],
         extra_people={"client_accountant": ["zhao.lei"]},
     )
     assert routing.unresolved_roles == []
     assert routing.recipients[0] == Recipient("zhao.lei", "赵磊", "client_accountant", "email", "zhao.lei@agency.example")
-    # zhao.lei is also an accountant, but is listed once
+    # zhao.lei is also an accountants, but is listed once
     assert [(r.person_id, r.channel) for r in routing.recipients].count(("zhao.lei", "email")) == 1
 
 
@@ -148,9 +148,9 @@ def test_invalid_contacts_name_file_and_field(tmp_path, yaml_text, expected):
 
 def test_default_channel_without_email(tmp_path):
     path = tmp_path / "contacts.yaml"
-    path.write_text("people:\n  - id: a\n    name: A\n    dingtalk: dingtalk://T\n    roles: [it_lead]\n",
+    path.write_text("people:\n  - id: a\n    name: A\n    dingtalk: dingtalk://T\n    roles: [it]\n",
                     encoding="utf-8")
-    routing = resolve_recipients(contacts=load_contacts(path), roles=["it_lead"])
+    routing = resolve_recipients(contacts=load_contacts(path), roles=["it"])
     assert [(r.channel, r.address) for r in routing.recipients] == [("dingtalk", "dingtalk://T")]
 
 
