@@ -22,8 +22,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any
 
 import httpx
 
@@ -31,7 +29,6 @@ logger = logging.getLogger("ledgerguard.relay")
 
 BASE_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 300.0
-REJECTED_BACKOFF_SECONDS = 3600.0
 NEVER_PARK = 2**31 - 1
 
 
@@ -74,15 +71,11 @@ def _post(http: httpx.Client, url: str, events: list[dict]) -> tuple[str, str]:
     return "rejected", detail
 
 
-def relay_once(*, engine_or_runtime, api_url: str, http: httpx.Client | None = None, batch: int = 100,
-               outbox: ModuleType | Any | None = None) -> RelayResult:
-    """Claim up to ``batch`` outbox rows, POST them to Prefect and mark each delivered or failed.
+def relay_once(*, engine_or_runtime, api_url: str, http: httpx.Client | None = None,
+               batch: int = 100) -> RelayResult:
+    """Claim up to ``batch`` outbox rows, POST them to Prefect and mark each delivered or failed."""
+    from ledgerguard.register import service as outbox
 
-    ``outbox`` provides ``claim_outbox_batch``, ``mark_outbox_delivered`` and
-    ``mark_outbox_failed`` (the register service by default).
-    """
-    if outbox is None:
-        from ledgerguard.register import service as outbox
     sessions = _session_factory(engine_or_runtime)
     with sessions() as db_session:
         items = list(outbox.claim_outbox_batch(db_session=db_session, limit=batch))
@@ -113,15 +106,13 @@ def relay_once(*, engine_or_runtime, api_url: str, http: httpx.Client | None = N
                 outbox.mark_outbox_delivered(db_session=db_session, item_id=item_id)
                 result.delivered += 1
                 continue
-            park = getattr(outbox, "park_outbox", None)
-            if status == "rejected" and park is not None:
+            if status == "rejected":
                 # Prefect will never take this one: keep it, parked, for a person to look at.
-                park(db_session=db_session, item_id=item_id, error=detail)
+                outbox.park_outbox(db_session=db_session, item_id=item_id, error=detail)
             else:
-                retry_in = REJECTED_BACKOFF_SECONDS if status == "rejected" else backoff_seconds(attempts)
                 # Prefect down or busy: retry for as long as it takes, never park or drop.
                 outbox.mark_outbox_failed(db_session=db_session, item_id=item_id, error=detail,
-                                          retry_in_seconds=retry_in, max_attempts=NEVER_PARK)
+                                          retry_in_seconds=backoff_seconds(attempts), max_attempts=NEVER_PARK)
             result.failed += 1
             if detail not in result.errors:
                 result.errors.append(detail)
@@ -132,13 +123,12 @@ def relay_once(*, engine_or_runtime, api_url: str, http: httpx.Client | None = N
 
 
 def drain(*, engine_or_runtime, api_url: str, http: httpx.Client | None = None, batch: int = 100,
-          timeout: float = 10.0, outbox: Any = None) -> RelayResult:
+          timeout: float = 10.0) -> RelayResult:
     """Relay until nothing is due or a delivery fails (used at shutdown); rows left stay pending."""
     total = RelayResult()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = relay_once(engine_or_runtime=engine_or_runtime, api_url=api_url, http=http, batch=batch,
-                            outbox=outbox)
+        result = relay_once(engine_or_runtime=engine_or_runtime, api_url=api_url, http=http, batch=batch)
         total.delivered += result.delivered
         total.failed += result.failed
         total.errors += [e for e in result.errors if e not in total.errors]
@@ -148,15 +138,14 @@ def drain(*, engine_or_runtime, api_url: str, http: httpx.Client | None = None, 
 
 
 def run_relay_forever(stop_event: threading.Event, *, engine_or_runtime, api_url: str,
-                      poll_seconds: float = 0.5, batch: int = 100, outbox: Any = None,
-                      on_result=None) -> RelayResult:
+                      poll_seconds: float = 0.5, batch: int = 100, on_result=None) -> RelayResult:
     """Relay until ``stop_event`` is set; a full batch is followed at once by the next one."""
     total = RelayResult()
     with httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
         while not stop_event.is_set():
             try:
                 result = relay_once(engine_or_runtime=engine_or_runtime, api_url=api_url, http=http,
-                                    batch=batch, outbox=outbox)
+                                    batch=batch)
             except Exception:  # noqa: BLE001 — a register hiccup must not end the relay
                 logger.exception("relay: pass failed; retrying")
                 stop_event.wait(max(poll_seconds, 1.0))
