@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ledgerguard.embedded import stop_process_group  # noqa: E402 — after the path fix above
+from ledgerguard.embedded import wait_until as wait_for  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef0123"
 NOOP_EVENT = "bench.noop.ping"
@@ -47,16 +48,6 @@ TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 # --- the stack, as `ledgerguard up` runs it -----------------------------------------------------
-
-
-def wait_for(check, *, timeout: float, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def api(method: str, url: str, *, attempts: int = 10, **kwargs) -> httpx.Response:

@@ -61,6 +61,17 @@ def server_is_healthy(api_url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def wait_until(check, *, timeout: float, interval: float = 0.3, what: str = "condition"):
+    """Poll ``check`` until it returns something truthy (returned); TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 def stop_process_group(process: subprocess.Popen | None, sig: int = signal.SIGTERM, *,
                        timeout: float = 20.0) -> None:
     """Ask a child started in its own session to stop, then kill its group if it will not."""

@@ -18,17 +18,7 @@ import httpx
 
 from ledgerguard.config import PROJECT_ROOT
 from ledgerguard.embedded import stop_process_group
-
-
-def wait_for(check, *, timeout: float, interval: float = 0.3, what: str = "condition"):
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+from ledgerguard.embedded import wait_until as wait_for
 
 
 def api(method: str, url: str, *, attempts: int = 8, **kwargs) -> httpx.Response:
