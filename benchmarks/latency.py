@@ -134,6 +134,24 @@ class StackProcess:
         self._log.close()
 
 
+def sweep_specs():
+    from deployments import DEPLOYMENTS
+
+    return [s for s in DEPLOYMENTS if not s.triggers and s.schedules]
+
+
+def pause_deployments(api_url: str, names: list[str]) -> None:
+    """Pause deployments by name (their schedules stop making runs) through Prefect's API."""
+    found = api("POST", f"{api_url}/deployments/filter", json={"deployments": {"name": {"any_": names}}}).json()
+    for deployment in found:
+        response = api("PATCH", f"{api_url}/deployments/{deployment['id']}", json={"paused": True})
+        response.raise_for_status()
+    # runs the schedules already made stay Scheduled; they are not ours to wait for
+    missing = set(names) - {d["name"] for d in found}
+    if missing:
+        raise RuntimeError(f"deployments not found to pause: {sorted(missing)}")
+
+
 def prepare_agency(home: Path, clients: int) -> None:
     from ledgerguard.sample.generator import generate_agency
 
@@ -317,6 +335,9 @@ def main() -> int:
     parser.add_argument("--goal", type=float, default=5.0, help="p95 goal in seconds")
     parser.add_argument("--timeout", type=float, default=90.0, help="per alert, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    parser.add_argument("--with-sweeps", action="store_true",
+                        help="leave the scheduled sweeps running (by default they are paused, so each "
+                             "round measures one alert on an otherwise idle stack)")
     parser.add_argument("--serve-noop", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_noop:
@@ -342,11 +363,14 @@ def main() -> int:
     mailbox = Mailbox(home / "mail")
     try:
         noop.start()
+        if not args.with_sweeps:
+            pause_deployments(stack.api_url, [s.name for s in sweep_specs()])
         setup_s = time.monotonic() - t_setup
         noop_round(stack.api_url, -1)  # warm: first run of each path imports more
         with httpx.Client(base_url=stack.intake_url, headers={"Authorization": f"Bearer {TOKEN}"},
                           timeout=30) as intake:
             for i, client_id in enumerate(ids):
+                alert_started_s.append(None)
                 created, started = noop_round(stack.api_url, i)
                 noop_s.append(started)
                 noop_created_s.append(created)
@@ -379,7 +403,7 @@ def main() -> int:
                     first = min(runs, key=lambda x: x["created"])
                     alert_created_s.append(iso(first["created"]) - t0)
                     if first.get("start_time"):
-                        alert_started_s.append(iso(first["start_time"]) - t0)
+                        alert_started_s[-1] = iso(first["start_time"]) - t0
                     errors += [f"{resource}: run {x['id']} {x['state_type']}" for x in runs
                                if x["state_type"] != "COMPLETED"]
                 except TimeoutError as exc:
@@ -393,6 +417,12 @@ def main() -> int:
         print(json.dumps({"benchmark": "latency", "ok": False, "errors": errors[:10]}))
         return 1
     alert, base = summary(alert_s), summary(noop_s)
+    started_s = [x for x in alert_started_s if x is not None]
+    # The slow rounds, to tell a slow flow from a slow machine (the no-op of the same round).
+    rounds = [{"round": i, "first_email_s": round(a, 3), "run_start_s": round(st, 3) if st is not None else None,
+               "noop_start_s": round(n, 3)}
+              for i, (a, st, n) in enumerate(zip(alert_s, alert_started_s, noop_s))]
+    slowest = sorted(rounds, key=lambda r: r["first_email_s"], reverse=True)[:5]
     result = {
         "benchmark": "latency",
         "alerts": args.alerts, "clients": clients, "register": "sqlite", "prefect_db": "sqlite",
@@ -400,10 +430,13 @@ def main() -> int:
         "prefect_emit_to_noop_run_start": base,
         "breakdown_p50_s": {
             "alert_post_to_ledger_loss_run_created": round(statistics.median(alert_created_s), 3) if alert_created_s else None,
-            "alert_post_to_ledger_loss_run_start": round(statistics.median(alert_started_s), 3) if alert_started_s else None,
+            "alert_post_to_ledger_loss_run_start": round(statistics.median(started_s), 3) if started_s else None,
             "noop_emit_to_run_created": round(statistics.median(noop_created_s), 3)},
         "ratio_p50": round(alert["p50_s"] / base["p50_s"], 2),
         "ratio_p95": round(alert["p95_s"] / base["p95_s"], 2),
+        "alert_post_to_ledger_loss_run_start": summary(started_s) if started_s else None,
+        "slowest_rounds": slowest,
+        "sweeps": "running" if args.with_sweeps else "paused",
         "goal_p95_s": args.goal,
         "failed_flow_runs": failed,
         "errors": errors[:10], "error_count": len(errors),

@@ -162,6 +162,7 @@ def main() -> int:
                     "prefect_db": args.prefect_db}
     try:
         stack.start()
+        result["flow_run_limit"] = stack.state["components"]["serve"].get("flow_run_limit")
         from sqlalchemy import create_engine, text
 
         register_url = env.get("LEDGERGUARD_REGISTER_URL") or f"sqlite:///{home / 'register.sqlite'}"

@@ -12,6 +12,7 @@ Everything an installation keeps on disk lives under one home folder:
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -43,6 +44,11 @@ class Settings(BaseSettings):
     mail_from: str = "ledgerguard@agency.example"
 
     report_when_clear: bool = Field(default=True, description="email a report for runs that found nothing")
+    flow_run_limit: int = Field(
+        default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)), ge=0,
+        description="most flow runs `serve` starts at once (0: no limit). Every run is a process that "
+                    "imports Prefect and pandas; in an alert storm the rest wait in Prefect as Scheduled "
+                    "instead of starving the intake and the server of CPU")
 
     @property
     def agency_path(self) -> Path:

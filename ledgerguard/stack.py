@@ -154,13 +154,14 @@ class Stack:
     def _start_serve(self, timeout: float = 120.0) -> None:
         log_file = self.home / "serve.log"
         command = [sys.executable, "-m", "ledgerguard.cli", "serve", "--home", str(self.home)]
-        if self.serve_limit:
-            command += ["--limit", str(self.serve_limit)]
+        limit = get_settings().flow_run_limit if self.serve_limit is None else self.serve_limit
+        command += ["--limit", str(limit)]
         log = open(log_file, "ab")  # noqa: SIM115 — kept open for the child's lifetime
         # Its own session: Ctrl-C in the terminal reaches only us, and we stop it in order.
         self._serve = subprocess.Popen(command, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent))
-        self.state["components"]["serve"] = {"pid": self._serve.pid, "log": str(log_file)}
+        self.state["components"]["serve"] = {"pid": self._serve.pid, "log": str(log_file),
+                                             "flow_run_limit": limit or None}
         self.log("deployments: serving …")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -97,7 +97,9 @@ class Catalog:
 
 
 # --------------------------------------------------------------------------- YAML reading
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it: every flow run loads the whole catalog, and the pure-Python
+# parser spends about half a second on it, on the path to the first page.
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """SafeLoader that refuses a key written twice in one mapping (the later would silently win)."""
 
 

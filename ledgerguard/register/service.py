@@ -1073,12 +1073,19 @@ def accept_signal(
             "action": action, "summary": signal.summary}
     if action == "firing":
         if flapping:
-            if incident:
+            # One timeline entry per flapping episode: the signals themselves are all kept (and
+            # linked to the incident), but a storm must not bury the timeline under copies.
+            previous = db_session.scalar(
+                select(SignalRecord.status).where(SignalRecord.dedup_key == key, SignalRecord.action == "firing",
+                                                  SignalRecord.id != record.id)
+                .order_by(SignalRecord.received_at.desc()).limit(1))
+            if incident and previous != "suppressed":
                 append_timeline(db_session=db_session, incident_id=incident.id, stage=Stage.DETECT.value,
                                 kind="flapping", actor=actor, data={**data, "threshold": flap_threshold,
                                                                     "window_seconds": flap_window_seconds},
                                 message=(f"flapping: suppressed — more than {flap_threshold} firing signals in "
-                                         f"{int(flap_window_seconds)} s from {signal.source}; nobody paged again"))
+                                         f"{int(flap_window_seconds)} s from {signal.source}; nobody paged again; "
+                                         f"further signals are kept in the register until it calms down"))
             return outcome("suppressed", text_note=f"flapping: more than {flap_threshold} firings "
                                                    f"in {int(flap_window_seconds)} s; no event")
         if incident:

@@ -163,7 +163,10 @@ def test_flapping_above_the_threshold_is_recorded_without_events(db_router_facto
         assert _count(s, SignalRecord) == 6  # 5 from the intake, 1 recorded by the (simulated) flow run
         entries = service.get_timeline(db_session=s, incident_id=incident_id)
         flapping = [e for e in entries if e.kind == "flapping"]
-        assert len(flapping) == 2 and flapping[0].message.startswith("flapping: suppressed")
+        # one entry per episode, not one per suppressed signal; every signal stays linked
+        assert len(flapping) == 1 and flapping[0].message.startswith("flapping: suppressed")
+        suppressed = s.scalars(select(SignalRecord).where(SignalRecord.status == "suppressed")).all()
+        assert len(suppressed) == 2 and {r.incident_id for r in suppressed} == {incident_id}
 
 
 def test_unrouted_labels_are_recorded_and_answered_202_with_a_warning(client, db):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -34,6 +35,7 @@ def test_up_runs_the_stack_status_reports_it_and_sigterm_stops_it_cleanly(tmp_pa
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LEDGERGUARD_", "PREFECT_API_URL", "PREFECT_UI_API_URL", "PREFECT_HOME"))}
     env["LEDGERGUARD_INTAKE_TOKEN"] = "test-token"
+    env["LEDGERGUARD_FLOW_RUN_LIMIT"] = "3"
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "ledgerguard.cli", "up", "--home", str(home), "--clients", "5",
@@ -69,11 +71,16 @@ def test_up_runs_the_stack_status_reports_it_and_sigterm_stops_it_cleanly(tmp_pa
         assert report["status"] == "running" and report["up_alive"]
         assert report["components"]["prefect"]["healthy"] is True
         assert report["components"]["serve"]["alive"] is True
+        # the flow-run limit from the settings reaches the runner of the serve child
+        assert report["components"]["serve"]["flow_run_limit"] == 3
+        cmdline = Path(f"/proc/{components['serve']['pid']}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[cmdline.index(b"--limit") + 1] == b"3"
         assert report["open_incidents"]["total"] == 0
         assert report["outbox"] is not None and "pending" in report["outbox"]
         text = subprocess.run([sys.executable, "-m", "ledgerguard.cli", "status", "--home", str(home)],
-                              cwd=str(PROJECT_ROOT), env=env, capture_output=True, text=True, timeout=60)
+                              cwd=str(PROJECT_ROOT), env={**env, "COLUMNS": "250"}, capture_output=True, text=True, timeout=60)
         assert f"127.0.0.1:{ports['port']}" in text.stdout and "open incidents: 0" in text.stdout
+        assert "at most 3 runs at once" in text.stdout
 
         serve_pid, server_pid = components["serve"]["pid"], components["prefect"]["pid"]
         started = time.monotonic()
