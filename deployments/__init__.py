@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Interval
 
-from flows import backup_failure, ledger_loss
+from flows import EMERGENCY_FLOWS
 from flows.sweeps import backup_sweep, ledger_sweep
 from flows.watchdog import page_duty_lead, resolve_incident
 from ledgerguard.config import get_settings
@@ -102,19 +102,28 @@ class DeploymentSpec:
         return self.flow.to_deployment(**self.options())
 
 
+def emergency_deployments() -> list[DeploymentSpec]:
+    """One deployment per emergency type, named as its flow, started by that type's firing signals."""
+    from ledgerguard.catalog.service import load_catalog
+
+    catalog = load_catalog(get_settings().catalog_dir)
+    specs = []
+    for emergency_type, emergency_flow in sorted(EMERGENCY_FLOWS.items()):
+        entry = catalog.get(emergency_type)
+        summary = (emergency_flow.fn.__doc__ or "").strip().splitlines()[0]
+        specs.append(DeploymentSpec(
+            emergency_flow.name, emergency_flow, f"flows/{emergency_type}.py:{emergency_flow.fn.__name__}",
+            f"{entry.name.zh} — {summary}", tags=(f"emergency:{emergency_type}",),
+            triggers=(signal_trigger(emergency_type),)))
+    return specs
+
+
 def build_deployments(timezone: str | None = None) -> list[DeploymentSpec]:
     tz = timezone or agency_timezone()
     # Interval schedules are anchored at local midnight so "every 10 minutes" lands on :00, :10…
     midnight = datetime(2025, 1, 1, tzinfo=ZoneInfo(tz))
     return [
-        DeploymentSpec(
-            "ledger-loss", ledger_loss, "flows/ledger_loss.py:ledger_loss",
-            "账套误删/损坏 — check a client's ledger and restore it",
-            tags=("emergency:ledger_loss",), triggers=(signal_trigger("ledger_loss"),)),
-        DeploymentSpec(
-            "backup-failure", backup_failure, "flows/backup_failure.py:backup_failure",
-            "备份失败/过期 — check backups against the RPO and repair them",
-            tags=("emergency:backup_failure",), triggers=(signal_trigger("backup_failure"),)),
+        *emergency_deployments(),
         DeploymentSpec(
             "ledger-sweep", ledger_sweep, "flows/sweeps.py:ledger_sweep",
             "账套巡检 — run the ledger detectors over every client's ledger; findings become signals",

@@ -164,6 +164,33 @@ def run_backup_failure(target: str = typer.Option("nightly", "--target"), remedi
                                                                     requested_by=os.environ.get("USER", "cli"), source="cli")))
 
 
+@run_app.command("emergency")
+def run_emergency(emergency_type: str = typer.Argument(..., help="Catalog id, e.g. etax_outage, urgent_claim"),
+                  value: Optional[str] = typer.Argument(None, help="The type's subject: portal, share, client "
+                                                                   "id, period, year, claim request id…"),
+                  remediate: bool = True, drill: bool = False, home: Optional[Path] = None) -> None:
+    """Run any other emergency type's flow, e.g. `run emergency urgent_claim R20260629-01`."""
+    _use_home(home)
+    _install_masking()
+    from pydantic import ValidationError
+
+    from ledgerguard.response.models import TYPED_REQUESTS
+
+    model = TYPED_REQUESTS.get(emergency_type)
+    if model is None:
+        console.print(f"[red]unknown emergency type {emergency_type!r}[/]; one of: "
+                      f"{', '.join(sorted(TYPED_REQUESTS))} (ledger_loss and backup_failure have their own commands)")
+        raise typer.Exit(2)
+    try:
+        request = model(**({model.resource_field: value} if value is not None else {}), remediate=remediate,
+                        drill=drill, requested_by=os.environ.get("USER", "cli"), source="cli")
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        console.print(f"[red]{emergency_type}: {reasons}[/]")
+        raise typer.Exit(2) from None
+    _print_outcome(_run_flow(emergency_type, request))
+
+
 @app.command()
 def incidents(home: Optional[Path] = None, all_: bool = typer.Option(False, "--all", help="Include resolved and closed")) -> None:
     """List incidents in the register."""
@@ -202,13 +229,15 @@ def ui(home: Optional[Path] = None, port: int = 4200) -> None:
 
 @app.command()
 def serve(home: Optional[Path] = None,
-          limit: Optional[int] = typer.Option(None, help="Most flow runs at once from this process")) -> None:
+          limit: Optional[int] = typer.Option(
+              None, help="Most flow runs at once from this process (default LEDGERGUARD_FLOW_RUN_LIMIT; 0: none)")) -> None:
     """Serve every deployment in deployments/ from this process (events, schedules, UI runs)."""
     _use_home(home)
     _install_masking()
     from deployments import serve_all
 
-    serve_all(limit=limit)
+    limit = get_settings().flow_run_limit if limit is None else limit
+    serve_all(limit=limit or None)
 
 
 @app.command()
@@ -218,7 +247,8 @@ def up(home: Optional[Path] = typer.Option(None, help="LedgerGuard home folder (
        smtp_port: int = typer.Option(8025, help="Port of the local SMTP sink (when LEDGERGUARD_SMTP_HOST is unset)"),
        clients: int = typer.Option(200, help="Clients in the sample agency generated on first start"),
        poll: int = typer.Option(1, help="Seconds between the runner's polls for scheduled runs (latency)"),
-       limit: Optional[int] = typer.Option(None, help="Most flow runs at once")) -> None:
+       limit: Optional[int] = typer.Option(
+           None, help="Most flow runs at once (default LEDGERGUARD_FLOW_RUN_LIMIT; 0: none)")) -> None:
     """Start the always-on stack: Prefect server + UI, every deployment served, relay, intake, SMTP sink."""
     _use_home(home)
     _install_masking()
@@ -257,6 +287,8 @@ def status(home: Optional[Path] = None,
                 flags.append(f"{key}={'yes' if info[key] else 'no'}")
         if "pid" in info:
             flags.append(f"pid {info['pid']}")
+        if info.get("flow_run_limit"):
+            flags.append(f"at most {info['flow_run_limit']} runs at once")
         if info.get("reason"):
             flags.append(info["reason"])
         table.add_row(name, where, ", ".join(flags))

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ledgerguard.models import Signal
-from ledgerguard.response.models import BackupFailureRequest, LedgerLossRequest, RunOptions
+from ledgerguard.response.models import TYPED_REQUESTS, BackupFailureRequest, LedgerLossRequest, RunOptions
 
 __all__ = [
     "ACTIONS",
@@ -91,9 +91,21 @@ def _backup_failure(signal: Signal, requested_by: str | None) -> RunOptions:
     return BackupFailureRequest(backup_target=target, **_options(signal, requested_by))
 
 
+def _typed(model) -> Callable[[Signal, str | None], RunOptions]:
+    """Builder for a `_TypedRequest`: its one field from ``<prefix>:<value>`` or a label of that name."""
+    def build(signal: Signal, requested_by: str | None) -> RunOptions:
+        value = _resource_part(signal.resource, model.resource_prefix) or signal.labels.get(model.resource_field)
+        if not value:  # never fall back to the form's default: it would check something else
+            raise RequestError(f"{model.emergency_type} needs a resource '{model.resource_prefix}:<"
+                               f"{model.resource_field}>' or a {model.resource_field} label")
+        return model(**{model.resource_field: value}, **_options(signal, requested_by))
+    return build
+
+
 REQUEST_BUILDERS: dict[str, Callable[[Signal, str | None], RunOptions]] = {
     "ledger_loss": _ledger_loss,
     "backup_failure": _backup_failure,
+    **{emergency_type: _typed(model) for emergency_type, model in TYPED_REQUESTS.items()},
 }
 """Emergency types whose flow is built, and how their typed request is made from a signal."""
 

@@ -84,6 +84,10 @@ class Agency(BaseModel):
     clients_file: str = "clients.csv"
     contacts_file: str = "contacts.yaml"
     filing_tracker: str = "filing-tracker.csv"
+    data_files: dict[str, str] = Field(
+        default_factory=dict,
+        description="where the data sets the detectors read live, by name (e.g. auth_log: logs/auth.csv), "
+                    "relative to the agency folder or absolute; each data source has its own default")
 
     @field_validator("timezone")
     @classmethod

@@ -65,6 +65,10 @@ class LoadedAgency:
     def backups_path(self) -> Path:
         return self.root / self.config.backups_dir
 
+    def data_file(self, name: str, default: str) -> Path:
+        """Path of the data set ``name``: ``data_files`` in agency.yaml, else ``default``."""
+        return self.root / self.config.data_files.get(name, default)
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.config.timezone)

@@ -17,7 +17,6 @@ from ledgerguard.detectors.base import (
     register_detector,
     register_injector,
 )
-from ledgerguard.detectors import backup, ledger  # noqa: E402,F401 — registers the built-ins
 
 __all__ = [
     "DetectionContext", "Detector", "DetectorResult", "InjectionContext", "InjectionReport",

@@ -131,9 +131,12 @@ def register_injector(cls: type[Injector]) -> type[Injector]:
 
 
 def _load_builtin() -> None:
-    # The built-in modules register on import; importing here keeps get_* usable from base alone.
-    import ledgerguard.detectors.backup  # noqa: F401
-    import ledgerguard.detectors.ledger  # noqa: F401
+    # Every module of this package registers its detectors and injectors on import (one module
+    # per data source); importing them here keeps get_* usable from base alone.
+    import ledgerguard.detectors as package
+    from ledgerguard.plugins import import_package_modules
+
+    import_package_modules(package, skip={"base"})
 
 
 def get_detector(detector_id: str) -> Detector:

@@ -8,7 +8,6 @@ from ledgerguard.remediation.base import (
     known_actions,
     register_action,
 )
-from ledgerguard.remediation import backup, ledger  # noqa: E402,F401 — registers the built-ins
 
 __all__ = ["ActionContext", "ActionFailed", "ActionResult", "get_action", "known_actions",
            "register_action"]

@@ -68,8 +68,11 @@ def register_action(action_id: str) -> Callable[[ActionFn], ActionFn]:
 
 
 def _load_builtin() -> None:
-    import ledgerguard.remediation.backup  # noqa: F401
-    import ledgerguard.remediation.ledger  # noqa: F401
+    # Every module of this package registers its actions on import (one module per data source).
+    import ledgerguard.remediation as package
+    from ledgerguard.plugins import import_package_modules
+
+    import_package_modules(package, skip={"base"})
 
 
 def get_action(action_id: str) -> ActionFn:

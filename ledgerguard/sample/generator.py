@@ -280,6 +280,10 @@ def generate_agency(target: Path, *, clients: int = 200, nights: int = 3, seed: 
         run_backup(agency, now=night)
     for cid, vouchers in pending.items():
         _insert(agency.ledger_path(cid), vouchers)
+
+    from ledgerguard.sample.datasets import SampleContext, generate_datasets
+
+    generate_datasets(SampleContext(root=target, agency=agency, now=now, seed=seed, people=people))
     return agency
 
 

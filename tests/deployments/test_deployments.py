@@ -41,8 +41,16 @@ def test_every_spec_builds_a_deployment_with_times_in_the_agency_zone():
             assert schedule.schedule.timezone == "Asia/Shanghai", spec.name
         for trigger in deployment.triggers:
             assert isinstance(trigger, DeploymentEventTrigger)
+    from flows import EMERGENCY_FLOWS
+    from ledgerguard.catalog.service import load_catalog
+    from ledgerguard.config import get_settings
+
     by_name = {s.name: s for s in DEPLOYMENTS}
-    for name, etype in (("ledger-loss", "ledger_loss"), ("backup-failure", "backup_failure")):
+    # every emergency type of the catalog has its flow and a deployment its signals start
+    assert set(EMERGENCY_FLOWS) == {e.id for e in load_catalog(get_settings().catalog_dir)}
+    for etype, emergency_flow in EMERGENCY_FLOWS.items():
+        name = emergency_flow.name
+        assert by_name[name].tags == (f"emergency:{etype}",)
         (trigger,) = by_name[name].triggers
         assert trigger.expect == {"ledgerguard.signal.firing"}
         assert trigger.match.model_dump()["prefect.resource.id"] == f"ledgerguard.signal.{etype}.*"

@@ -134,7 +134,8 @@ def test_generic_explicit_dedup_key_and_resolve(client, db):
     assert sig["dedup_key"] == "rw-2025-03-03"
     with db() as s:
         [item] = service.list_outbox(db_session=s)
-        assert item.payload["payload"]["request"] is None  # no ransomware flow yet: still an event
+        request = item.payload["payload"]["request"]  # the ransomware flow's typed request
+        assert (request["share"], request["dedup_key"], request["source"]) == ("finance", "rw-2025-03-03", "generic")
         incident, _ = service.open_or_join_incident(
             db_session=s, title="勒索软件", signal=Signal(source="generic", emergency_type="ransomware",
                                                       resource="fileserver:finance", dedup_key="rw-2025-03-03"))

@@ -14,7 +14,7 @@ from ledgerguard.intake.routing import (
     load_routes,
 )
 from ledgerguard.models import Signal
-from ledgerguard.response.models import BackupFailureRequest, LedgerLossRequest
+from ledgerguard.response.models import TYPED_REQUESTS, BackupFailureRequest, LedgerLossRequest
 from ledgerguard.signals import RequestError, event_for_signal, request_for_signal, safe_key
 
 
@@ -90,7 +90,9 @@ def test_request_for_signal_builds_the_typed_flow_request():
     assert request_for_signal(by_label).client_id == "C9"
     backup = request_for_signal(Signal(source="x", emergency_type="backup_failure", resource="backups:weekly"))
     assert isinstance(backup, BackupFailureRequest) and backup.backup_target == "weekly"
-    assert request_for_signal(Signal(source="x", emergency_type="ransomware", resource="fs:a")) is None
+    assert request_for_signal(Signal(source="x", emergency_type="change", resource="change:ci")) is None
+    with pytest.raises(RequestError, match="fileserver:<share>"):  # never the form's default share
+        request_for_signal(Signal(source="x", emergency_type="ransomware", resource="fs:a"))
     with pytest.raises(RequestError, match="client_id"):
         request_for_signal(Signal(source="x", emergency_type="ledger_loss", resource="ledger:C 1"))
     with pytest.raises(RequestError):
@@ -117,3 +119,23 @@ def test_safe_key():
     assert safe_key("a.b c/d") == "a_b_c_d"
     long = safe_key("x" * 500)
     assert len(long) == 160 and safe_key("x" * 500) == long and safe_key("x" * 499) != long
+
+
+@pytest.mark.parametrize("emergency_type", sorted(TYPED_REQUESTS))
+def test_every_other_type_gets_its_typed_request_from_resource_or_label(emergency_type):
+    model = TYPED_REQUESTS[emergency_type]
+    value = "2026" if model.resource_field == "year" else ("2026-10" if model.resource_field == "period" else "x-1")
+    request = request_for_signal(Signal(source="am", emergency_type=emergency_type,
+                                        resource=f"{model.resource_prefix}:{value}"))
+    assert isinstance(request, model) and str(getattr(request, model.resource_field)) == value
+    shared = request.to_request()
+    assert (shared.emergency_type, shared.resource) == (emergency_type, f"{model.resource_prefix}:{value}")
+    assert shared.labels == {model.resource_field: value}
+    by_label = request_for_signal(Signal(source="am", emergency_type=emergency_type, resource="elsewhere",
+                                         labels={model.resource_field: value}))
+    assert str(getattr(by_label, model.resource_field)) == value
+    with pytest.raises(RequestError):
+        request_for_signal(Signal(source="am", emergency_type=emergency_type, resource="elsewhere"))
+    with pytest.raises(RequestError):  # a value the form refuses is refused here too, with the field
+        request_for_signal(Signal(source="am", emergency_type=emergency_type,
+                                  resource=f"{model.resource_prefix}:bad value!"))
