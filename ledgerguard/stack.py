@@ -68,6 +68,27 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def deployments_ready(api_url: str) -> bool:
+    """Every deployment of the list is registered, unpaused and polled by a runner (READY), and
+    the watchdog automation exists: the serve child is taking runs."""
+    import httpx
+
+    from deployments import DEPLOYMENTS
+
+    wanted = {s.name for s in DEPLOYMENTS}
+    try:
+        automations = httpx.post(f"{api_url}/automations/filter", json={}, timeout=3).json()
+        served = httpx.post(f"{api_url}/deployments/filter",
+                            json={"deployments": {"name": {"any_": sorted(wanted)}}}, timeout=3).json()
+    except (httpx.HTTPError, ValueError, TypeError):
+        return False
+    if not isinstance(automations, list) or not isinstance(served, list):
+        return False  # a 503 from a busy SQLite server
+    has_watchdog = any(a.get("name", "").startswith("ledgerguard-watchdog") for a in automations)
+    ready = {d["name"] for d in served if not d.get("paused") and d.get("status") == "READY"}
+    return has_watchdog and wanted <= ready
+
+
 def _pick_port(wanted: int) -> int:
     return wanted if wanted and port_is_free(wanted) else free_port()
 
@@ -178,24 +199,7 @@ class Stack:
         self.log(f"deployments: {len(DEPLOYMENTS)} served")
 
     def _watchdog_ready(self) -> bool:
-        """The serve child registers the watchdog deployment and its automation before serving."""
-        import httpx
-
-        from deployments import DEPLOYMENTS
-
-        api = self._server.api_url
-        wanted = {s.name for s in DEPLOYMENTS}
-        try:
-            names = httpx.post(f"{api}/automations/filter", json={}, timeout=3).json()
-            served = httpx.post(f"{api}/deployments/filter",
-                                json={"deployments": {"name": {"any_": sorted(wanted)}}}, timeout=3).json()
-        except (httpx.HTTPError, ValueError, TypeError):
-            return False
-        if not isinstance(names, list) or not isinstance(served, list):
-            return False  # a 503 from a busy SQLite server
-        has_automation = any(a.get("name", "").startswith("ledgerguard-watchdog") for a in names)
-        live = {d["name"] for d in served if not d.get("paused")}
-        return has_automation and wanted <= live
+        return deployments_ready(self._server.api_url)
 
     def _start_relay(self) -> None:
         from ledgerguard.register import service as register

@@ -71,16 +71,10 @@ class Served:
             cwd=str(PROJECT_ROOT), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def serve_ready(self) -> bool:
+        from ledgerguard.stack import deployments_ready
+
         assert self.process.poll() is None, (self.home / "serve.log").read_text()[-4000:]
-        try:
-            automations = httpx.post(f"{self.api_url}/automations/filter", json={}, timeout=3).json()
-            deployments = httpx.post(f"{self.api_url}/deployments/filter", json={}, timeout=3).json()
-        except (httpx.HTTPError, ValueError):
-            return False
-        if not isinstance(automations, list) or not isinstance(deployments, list):
-            return False  # a 503 from a busy SQLite server
-        return (len(deployments) >= 6 and all(not d.get("paused") for d in deployments)
-                and any(a["name"].startswith("ledgerguard-watchdog") for a in automations))
+        return deployments_ready(self.api_url)
 
     def stop_serve(self) -> None:
         stop_process_group(self.process, signal.SIGINT, timeout=20)
