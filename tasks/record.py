@@ -13,7 +13,7 @@ from ledgerguard.models import Detection, Level, Stage
 from ledgerguard.register import service as register
 from ledgerguard.response.models import Classified, ResponseOutcome, ResponseRequest, StepResult
 from ledgerguard.response.notifying import redeliver_failed, send_once
-from ledgerguard.response.reporting import incident_snapshot, report_context, write_text
+from ledgerguard.response.reporting import incident_snapshot, needs_pipl57_notice, report_context, write_text
 from ledgerguard.response.runbook import decide_status
 from ledgerguard.runtime import get_runtime
 
@@ -100,6 +100,12 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
                 "actor": e["actor"], "message": e["message"]} for e in snapshot["timeline"]],
         description=f"Timeline of incident {incident_id}")
 
+    attachments = [postmortem_path]
+    notice_path = draft_pipl57_notice(runtime=runtime, entry=entry, snapshot=snapshot, context=context,
+                                      folder=folder, run_id=run_id)
+    if notice_path is not None:
+        attachments.append(notice_path)
+
     # Deliveries that failed in an earlier attempt or run go out now, before the report.
     redeliver_failed(runtime=runtime, entry=entry, incident_id=incident_id, context=context, flow_run_id=run_id)
     # One report per incident state: a re-run that changes nothing sends nothing again.
@@ -108,7 +114,7 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
     sent, failed = send_report(
         runtime=runtime, entry=entry, incident_id=incident_id,
         step=f"report:{final_status}:level{classified.level}", message=report,
-        attachments=[postmortem_path], run_id=run_id)
+        attachments=attachments, run_id=run_id)
     if failed:
         raise RuntimeError("report delivery failed: " + "; ".join(failed))
 
@@ -127,6 +133,32 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
                      for o in snapshot["obligations"]],
         report_path=str(report_path), postmortem_path=str(postmortem_path), flow_run_id=run_id,
     )
+
+
+def draft_pipl57_notice(*, runtime, entry, snapshot, context, folder, run_id):
+    """Write the PIPL Art. 57 notice draft when the incident carries that obligation.
+
+    A draft only: it goes to management with the report and waits for a person's approval
+    before anyone outside sees it. Rewritten when the facts change; the timeline notes each
+    new version once.
+    """
+    if not entry.templates.pipl57 or not needs_pipl57_notice(snapshot):
+        return None
+    incident_id = snapshot["incident"]["id"]
+    notice = render_for(runtime, entry.templates.pipl57, context)
+    text = notice.markdown or notice.text
+    path = folder / f"notice-pipl57-{incident_id}.md"
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return path
+    write_text(path, text)
+    create_markdown_artifact(key=f"notice-pipl57-{incident_id}", markdown=text,
+                             description=f"PIPL Art. 57 notice draft for incident {incident_id} (needs approval)")
+    with runtime.session() as db_session:
+        register.append_timeline(db_session=db_session, incident_id=incident_id, stage=Stage.RECORD.value,
+                                 kind="notice.drafted", flow_run_id=run_id,
+                                 message=f"PIPL Art. 57 notice drafted ({path.name}); it waits for approval",
+                                 data={"path": str(path)})
+    return path
 
 
 def local_time(value, timezone_name: str) -> str:

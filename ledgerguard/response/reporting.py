@@ -55,7 +55,7 @@ def report_context(*, runtime, entry, snapshot: dict[str, Any] | None, run: dict
     language = runtime.settings.language
     return {
         "language": language,
-        "agency": {"name": _agency_name(runtime)},
+        "agency": {"name": _agency_name(runtime), "privacy_contacts": privacy_contacts(runtime)},
         "entry": {
             "id": entry.id,
             "name": entry.name.zh if language.startswith("zh") else entry.name.en,
@@ -67,6 +67,20 @@ def report_context(*, runtime, entry, snapshot: dict[str, Any] | None, run: dict
         **(snapshot or {"incident": None, "assessment": {}, "timeline": [], "actions": [],
                         "notifications": [], "obligations": [], "findings": []}),
     }
+
+
+def privacy_contacts(runtime) -> list[dict[str, str]]:
+    """Who individuals and clients can contact about their personal data (PIPL Art. 57 (3))."""
+    try:
+        people = runtime.contacts.with_role("data_protection")
+    except Exception:  # noqa: BLE001 — a notice draft must still be written when contacts.yaml is broken
+        return []
+    return [{"name": p.name, "email": p.email or ""} for p in people]
+
+
+def needs_pipl57_notice(snapshot: dict[str, Any]) -> bool:
+    """The incident carries a PIPL Art. 57 obligation (the agency's own, or via the client)."""
+    return any(str(o.get("obligation_id") or "").startswith("pipl_57") for o in snapshot.get("obligations") or [])
 
 
 def _agency_name(runtime) -> str:
