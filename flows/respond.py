@@ -57,7 +57,8 @@ def remediate(request: ResponseRequest, incident_id: str) -> list[StepResult]:
     for step in entry.runbook:
         state = run_runbook_step.with_options(
             retries=step.retries, retry_delay_seconds=2, timeout_seconds=step.timeout_minutes * 60,
-        )(request.emergency_type, step.id, incident_id, request.resource, return_state=True)
+        )(request.emergency_type, step.id, incident_id, request.resource, as_of=request.observed_at,
+          return_state=True)
         if state.is_completed():
             results.append(state.result())
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -87,7 +88,10 @@ def audit_verify(home: Optional[Path] = typer.Option(None, help="LedgerGuard hom
 @app.command()
 def sample(out: Optional[Path] = typer.Option(None, help="Agency folder (default: <home>/agency)"),
            clients: int = typer.Option(200, min=1, max=5000), nights: int = typer.Option(3, min=1, max=30),
-           seed: int = typer.Option(7), force: bool = typer.Option(False, help="Replace an existing folder")) -> None:
+           seed: int = typer.Option(7), force: bool = typer.Option(False, help="Replace an existing folder"),
+           scenario: Optional[str] = typer.Option(
+               None, help="Plant a worked scenario of shared/domain/scenarios.md (A–F) in an agency of its "
+                          "size, as of its moment")) -> None:
     """Generate a realistic sample agency: clients, ledgers, nightly backups, contacts, filing tracker."""
     import shutil
 
@@ -99,6 +103,19 @@ def sample(out: Optional[Path] = typer.Option(None, help="Agency folder (default
             err.print(f"{target} already exists; use --force to replace it")
             raise typer.Exit(1)
         shutil.rmtree(target)
+    if scenario:
+        from ledgerguard.sample.scenarios import SCENARIOS, plant_scenario
+
+        if scenario.upper() not in SCENARIOS:
+            err.print(f"unknown scenario {scenario!r}; one of: "
+                      + "; ".join(f"{s.id} {s.title}" for s in SCENARIOS.values()))
+            raise typer.Exit(2)
+        planted = plant_scenario(scenario, target, seed=seed)
+        console.print(f"scenario {planted.scenario} planted in {target} as of {planted.as_of.isoformat()}: "
+                      f"{planted.planted}", highlight=False, soft_wrap=True)
+        console.print(f"expected level {planted.expected_level}; run it with:\n  {planted.cli}",
+                      highlight=False, soft_wrap=True)
+        return
     agency = generate_agency(target, clients=clients, nights=nights, seed=seed)
     console.print(f"sample agency '{agency.config.name}' with {len(agency.clients)} clients in {target}")
 
@@ -168,7 +185,11 @@ def run_backup_failure(target: str = typer.Option("nightly", "--target"), remedi
 def run_emergency(emergency_type: str = typer.Argument(..., help="Catalog id, e.g. etax_outage, urgent_claim"),
                   value: Optional[str] = typer.Argument(None, help="The type's subject: portal, share, client "
                                                                    "id, period, year, claim request id…"),
-                  remediate: bool = True, drill: bool = False, home: Optional[Path] = None) -> None:
+                  remediate: bool = True, drill: bool = False,
+                  as_of: Optional[datetime] = typer.Option(
+                      None, "--as-of", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%dT%H:%M:%S"],
+                      help="Judge the data as of this time (ISO 8601; replay a past event or a scenario)"),
+                  home: Optional[Path] = None) -> None:
     """Run any other emergency type's flow, e.g. `run emergency urgent_claim R20260629-01`."""
     _use_home(home)
     _install_masking()
@@ -183,7 +204,7 @@ def run_emergency(emergency_type: str = typer.Argument(..., help="Catalog id, e.
         raise typer.Exit(2)
     try:
         request = model(**({model.resource_field: value} if value is not None else {}), remediate=remediate,
-                        drill=drill, requested_by=os.environ.get("USER", "cli"), source="cli")
+                        drill=drill, requested_by=os.environ.get("USER", "cli"), source="cli", observed_at=as_of)
     except ValidationError as exc:
         reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         console.print(f"[red]{emergency_type}: {reasons}[/]")

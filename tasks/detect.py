@@ -18,6 +18,7 @@ def detect(request: ResponseRequest) -> Detection:
     detection = run_detectors(
         entry=entry, agency=runtime.agency, resource=request.resource,
         scratch_dir=runtime.settings.scratch_dir / "detect", params_override=request.detector_params,
+        now=request.observed_at,
     )
     logger = get_run_logger()
     for finding in detection.findings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
@@ -13,13 +15,13 @@ from ledgerguard.runtime import get_runtime
 
 @task(name="runbook-step", cache_policy=NO_CACHE, task_run_name="{step_id}")
 def run_runbook_step(emergency_type: str, step_id: str, incident_id: str, resource: str,
-                     dry_run: bool = False) -> StepResult:
+                     dry_run: bool = False, as_of: datetime | None = None) -> StepResult:
     runtime = get_runtime()
     entry = runtime.catalog.get(emergency_type)
     step = next(s for s in entry.runbook if s.id == step_id)
     outcome = run_step(runtime=runtime, entry=entry, step=step, incident_id=incident_id,
                        resource=resource, flow_run_id=str(flow_run.id) if flow_run.id else None,
-                       dry_run=dry_run)
+                       dry_run=dry_run, now=as_of)
     get_run_logger().info("%s: %s", step_id, outcome.summary)
     return StepResult(step_id=outcome.step_id, kind=outcome.kind, status=outcome.status,
                       summary=outcome.summary)

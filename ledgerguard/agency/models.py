@@ -160,6 +160,7 @@ class FilingRecord(BaseModel):
     tax: str
     status: FilingStatus
     filed_at: datetime | None = None
+    tax_due: float | None = Field(default=None, ge=0, description="tax due in yuan (the 滞纳金 base)")
 
 
 FILING_COLUMNS = list(FilingRecord.model_fields)

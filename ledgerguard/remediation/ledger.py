@@ -24,6 +24,50 @@ def _client(ctx: ActionContext) -> tuple[str, Path]:
     return client_id, ctx.agency.ledger_path(client_id)
 
 
+def _is_one_ledger(ctx: ActionContext) -> bool:
+    return ctx.resource.startswith("ledger:") or ":" not in ctx.resource
+
+
+def _broken_ledgers(ctx: ActionContext) -> list[str]:
+    """A share or server (ransomware): every client ledger that no longer opens as SQLite."""
+    from ledgerguard.sources.fileshare import ledger_headers
+
+    return [h.client_id for h in ledger_headers(ctx.agency) if not h.ok]
+
+
+def _staged_clients(ctx: ActionContext) -> list[str]:
+    folder = ctx.incident_dir / "staging"
+    return sorted(p.name[: -len(".restore.json")] for p in folder.glob("*.restore.json")) if folder.is_dir() else []
+
+
+def _clean_backup_set(ctx: ActionContext) -> str | None:
+    """``prefer: clean_backup``: the set backup.find_clean chose for this incident (taken before the attack)."""
+    if ctx.params.get("prefer") != "clean_backup":
+        return None
+    chosen = ctx.incident_dir / "clean-backup.json"
+    if not chosen.is_file():
+        raise ActionFailed(f"no clean backup chosen for this incident ({chosen} missing); run backup.find_clean first")
+    return json.loads(chosen.read_text(encoding="utf-8"))["backup_set"]
+
+
+def _each(ctx: ActionContext, clients: list[str], one, what: str) -> ActionResult:
+    """Run ``one(ctx, client_id)`` for every client of a share; fail if any fails, naming them."""
+    if not clients:
+        raise ActionFailed(f"no ledger to {what} for {ctx.resource}")
+    results, failed = {}, {}
+    for client_id in clients:
+        try:
+            results[client_id] = one(ctx, client_id)
+        except ActionFailed as exc:
+            failed[client_id] = exc.reason
+    output = {"clients": clients, "done": sorted(results), "failed": failed,
+              "results": {c: r.output for c, r in results.items()}}
+    if failed:
+        raise ActionFailed(f"{what}: {len(failed)} of {len(clients)} ledgers failed: "
+                           + "; ".join(f"{c}: {r}" for c, r in list(failed.items())[:5]), output)
+    return ActionResult(True, f"{what}: {len(results)} ledger(s) of {ctx.resource}", output)
+
+
 def _staging(ctx: ActionContext, client_id: str) -> tuple[Path, Path]:
     folder = ctx.incident_dir / "staging"
     return folder / f"{client_id}.sqlite", folder / f"{client_id}.restore.json"
@@ -81,9 +125,15 @@ def unfreeze(ctx: ActionContext) -> ActionResult:
 @register_action("ledger.restore_to_staging")
 def restore_to_staging(ctx: ActionContext) -> ActionResult:
     """Restore the newest good (balanced) backup copy of the client into
-    scratch_dir/<incident_id>/staging/<client>.sqlite, checksum-verified."""
-    client_id, _ = _client(ctx)
-    wanted = ctx.params.get("backup_set")
+    scratch_dir/<incident_id>/staging/<client>.sqlite, checksum-verified. On a share, every
+    ledger that no longer opens, from the clean backup chosen for the incident."""
+    if _is_one_ledger(ctx):
+        return _restore_one(ctx, _client(ctx)[0], ctx.params.get("backup_set") or _clean_backup_set(ctx))
+    wanted = ctx.params.get("backup_set") or _clean_backup_set(ctx)
+    return _each(ctx, _broken_ledgers(ctx), lambda c, cid: _restore_one(c, cid, wanted), "restore to staging")
+
+
+def _restore_one(ctx: ActionContext, client_id: str, wanted: str | None) -> ActionResult:
     if wanted:
         s = next((x for x in bk.list_backup_sets(ctx.agency) if x.stamp == wanted and x.good), None)
         if s is None:
@@ -118,7 +168,12 @@ def restore_to_staging(ctx: ActionContext) -> ActionResult:
 @register_action("ledger.verify_staging")
 def verify_staging(ctx: ActionContext) -> ActionResult:
     """The staging copy passes quick_check, balances, and its counts equal the manifest."""
-    client_id, _ = _client(ctx)
+    if _is_one_ledger(ctx):
+        return _verify_one(ctx, _client(ctx)[0])
+    return _each(ctx, _staged_clients(ctx), _verify_one, "verify staging")
+
+
+def _verify_one(ctx: ActionContext, client_id: str) -> ActionResult:
     staging, sidecar = _staging(ctx, client_id)
     info = _read_sidecar(sidecar)
     if not staging.is_file():
@@ -151,7 +206,13 @@ def verify_staging(ctx: ActionContext) -> ActionResult:
 def swap_in(ctx: ActionContext) -> ActionResult:
     """Keep the broken ledger as evidence (``<client>.sqlite.broken-<stamp>``), move the verified
     staging copy into place atomically (os.replace) and unfreeze."""
-    client_id, path = _client(ctx)
+    if _is_one_ledger(ctx):
+        return _swap_one(ctx, _client(ctx)[0])
+    return _each(ctx, _staged_clients(ctx), _swap_one, "swap in")
+
+
+def _swap_one(ctx: ActionContext, client_id: str) -> ActionResult:
+    path = ctx.agency.ledger_path(client_id)
     staging, sidecar = _staging(ctx, client_id)
     info = _read_sidecar(sidecar)
     if not info.get("verified") and not ctx.params.get("force"):

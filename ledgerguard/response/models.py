@@ -23,6 +23,9 @@ class RunOptions(BaseModel):
     source: str = Field("manual", title="Source", description="manual, alertmanager, sweep, drill…")
     dedup_key: str | None = Field(None, title="Dedup key", description="Join the open incident with this key; default <type>:<resource>")
     summary: str = Field("", title="What was observed", max_length=2000)
+    observed_at: datetime | None = Field(
+        None, title="As of", description="Judge the data as of this time (default: now). For replaying a past "
+                                         "event or running a drill scenario; deadlines and windows count from it")
 
 
 class ResponseRequest(RunOptions):
@@ -31,7 +34,6 @@ class ResponseRequest(RunOptions):
     emergency_type: str = Field(title="Emergency type", description="Catalog id, e.g. ledger_loss")
     resource: str = Field(title="Resource", description="What is affected, e.g. ledger:C0001")
     labels: dict[str, str] = Field(default_factory=dict, title="Labels")
-    observed_at: datetime | None = Field(None, title="Observed at")
     detector_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, title="Detector parameters",
         description="Per-detector overrides of the catalog's params, e.g. {\"backup.age\": {\"rpo_hours\": 12}}")

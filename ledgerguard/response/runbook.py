@@ -102,7 +102,7 @@ def _execute(*, runtime, entry, step, incident_id, resource, now, dry_run):
         from ledgerguard.response.detection import run_detectors
 
         detection = run_detectors(entry=entry, agency=runtime.agency, resource=resource,
-                                  scratch_dir=runtime.settings.scratch_dir / incident_id, now=utcnow())
+                                  scratch_dir=runtime.settings.scratch_dir / incident_id, now=now)
         if detection.found:
             still = "; ".join(f.summary for f in detection.findings)
             return False, f"detectors still fire: {still}", {"findings": [f.summary for f in detection.findings]}
