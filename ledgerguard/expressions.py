@@ -107,17 +107,20 @@ class Condition:
         Unknown facts never raise. A genuine type error (e.g. comparing the text ``"ten"`` with a
         number) raises :class:`ExpressionError` naming the condition.
         """
+        return bool(self.value(facts))
+
+    __call__ = evaluate
+
+    def value(self, facts: Mapping[str, Any]) -> Any:
+        """The expression's value for ``facts`` (an amount, a count…); None when it reads an
+        unknown fact. Raises :class:`ExpressionError` like :meth:`evaluate`."""
         # a fact whose value is None is unknown: treat it exactly like a missing one
         context = {**HELPERS, **{k: v for k, v in dict(facts).items() if v is not None}}
         try:
             value = self._fn(**context)
         except Exception as exc:  # sandbox violations, TypeErrors on bad fact types…
             raise ExpressionError(self.text, f"{type(exc).__name__}: {exc}") from exc
-        if isinstance(value, FactUndefined):
-            return False
-        return bool(value)
-
-    __call__ = evaluate
+        return None if isinstance(value, FactUndefined) else value
 
 
 def compile_condition(text: str) -> Condition:
@@ -132,9 +135,9 @@ def compile_condition(text: str) -> Condition:
     except TemplateError as exc:
         line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) and exc.lineno > 1 else ""
         raise ExpressionError(text, f"syntax error{line}: {exc.message or exc}") from exc
-    names = frozenset(
-        n.name for n in node.find_all(nodes.Name) if n.ctx == "load" and n.name not in HELPERS
-    )
+    # find_all walks the descendants only: a condition that is one bare name is its own root
+    found = [node, *node.find_all(nodes.Name)] if isinstance(node, nodes.Name) else node.find_all(nodes.Name)
+    names = frozenset(n.name for n in found if n.ctx == "load" and n.name not in HELPERS)
     keywords = sorted(names & _KEYWORDS)
     if keywords:
         # Jinja reads a dangling keyword ("a and and") as a variable; treat it as the typo it is

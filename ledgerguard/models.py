@@ -199,6 +199,7 @@ class Obligation(BaseModel):
     deadline: datetime
     immediate: bool = False
     note: str = ""
+    amount_yuan: float | None = None  # e.g. the 滞纳金 accrued so far
 
 
 class SlaTargets(BaseModel):

@@ -130,6 +130,7 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
         steps=steps,
         obligations=[f"{o['law']}: {o['action']} → {o['recipient']} "
                      f"({'immediately' if o['immediate'] else 'by ' + local_time(o['deadline'], runtime.settings.timezone)})"
+                     + (f" ¥{o['amount_yuan']:,.2f} so far" if o.get("amount_yuan") is not None else "")
                      for o in snapshot["obligations"]],
         report_path=str(report_path), postmortem_path=str(postmortem_path), flow_run_id=run_id,
     )

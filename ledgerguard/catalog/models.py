@@ -199,6 +199,16 @@ class ObligationSpec(_HasCondition):
     to: LocalText
     deadline: Deadline = Field(default_factory=Deadline)
     note: LocalText | None = None
+    amount: ConditionText | None = Field(
+        default=None, description="expression over the facts: the amount in yuan so far (e.g. the "
+                                  "滞纳金 accrued, late_fee_so_far_yuan); kept with the obligation")
+    _amount: Condition | None = PrivateAttr(default=None)
+
+    @property
+    def amount_expression(self) -> Condition | None:
+        if self.amount and self._amount is None:
+            self._amount = compile_condition(self.amount)
+        return self._amount
 
 
 class DetectorRef(_Strict):

@@ -232,6 +232,8 @@ def _check_entry(
             _check_names(file, f"severity.rules.{i}.when", rule.condition.names, known, problems)
         for i, obligation in enumerate(entry.obligations):
             _check_names(file, f"obligations.{i}.when", obligation.condition.names, known, problems)
+            if obligation.amount_expression is not None:
+                _check_names(file, f"obligations.{i}.amount", obligation.amount_expression.names, known, problems)
             base = obligation.deadline.base
             if base.startswith("fact:"):
                 _check_names(file, f"obligations.{i}.deadline.base", {base[5:]}, known, problems)

@@ -59,6 +59,20 @@ def _holds(condition: Condition, facts: Mapping[str, Any], where: str) -> bool:
         return False
 
 
+def _amount(spec: ObligationSpec, facts: Mapping[str, Any], where: str) -> float | None:
+    """The obligation's amount so far (yuan, 2 decimals), or None when the facts do not give one."""
+    if spec.amount_expression is None:
+        return None
+    try:
+        value = spec.amount_expression.value(facts)
+    except ExpressionError as exc:
+        log.warning("%s: amount: %s — left out", where, exc)
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return round(float(value), 2)
+
+
 # --------------------------------------------------------------------------- facts
 def _type_deadline(entry: CatalogEntry, detected_at: datetime, calendar: FilingCalendar | None) -> datetime | None:
     basis = entry.deadline
@@ -232,6 +246,7 @@ def obligations_for(
             spec, detected=detected, facts=facts, calendar=calendar, language=language
         )
         notes = [n for n in (spec.note.get(language) if spec.note else "", fallback) if n]
+        amount = _amount(spec, facts, f"{source}: obligation {spec.id}")
         result.append(
             Obligation(
                 id=spec.id,
@@ -241,6 +256,7 @@ def obligations_for(
                 deadline=deadline,
                 immediate=spec.deadline.immediate,
                 note="；".join(notes) if _zh(language) else "; ".join(notes),
+                amount_yuan=amount,
             )
         )
     result.sort(key=lambda o: (o.deadline, o.id))

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -329,6 +330,8 @@ class ObligationRecord(Base):
     immediate: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(20), default="open", index=True)
     met_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    amount_yuan: Mapped[float | None] = mapped_column(Numeric(14, 2, asdecimal=False))
 
 
 class IncidentFlowRun(Base):

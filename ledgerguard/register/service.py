@@ -355,7 +355,7 @@ def apply_assessment(
                 ObligationRecord(
                     id=new_id(), incident_id=incident_id, obligation_id=ob.id, law=ob.law, action=ob.action,
                     recipient=ob.to, deadline=as_utc(ob.deadline), immediate=ob.immediate,
-                    status=ObligationState.OPEN.value,
+                    status=ObligationState.OPEN.value, note=ob.note, amount_yuan=ob.amount_yuan,
                 ),
                 fetch,
             )
@@ -363,6 +363,8 @@ def apply_assessment(
                 continue
         row.law, row.action, row.recipient = ob.law, ob.action, ob.to
         row.deadline, row.immediate = as_utc(ob.deadline), ob.immediate
+        # the surcharge keeps accruing: each assessment records the amount so far
+        row.note, row.amount_yuan = ob.note, ob.amount_yuan
     db_session.flush()
     return incident
 

@@ -105,3 +105,11 @@ def test_none_valued_fact_is_unknown():
     cond = compile_condition("backup_age_hours > rpo_hours")
     assert cond.evaluate({"backup_age_hours": None, "rpo_hours": 24}) is False
     assert compile_condition("x is defined").evaluate({"x": None}) is False
+
+
+def test_a_bare_fact_name_is_a_name_read():
+    """A condition (or amount) that is one fact name reads that fact; a misspelling must be caught."""
+    assert compile_condition("ransomware").names == {"ransomware"}
+    assert compile_condition("not ransomware").names == {"ransomware"}
+    assert compile_condition("late_fee_so_far_yuan").value({"late_fee_so_far_yuan": 12.5}) == 12.5
+    assert compile_condition("late_fee_so_far_yuan").value({}) is None

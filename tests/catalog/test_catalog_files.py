@@ -127,7 +127,11 @@ def test_broken_copy_reports_every_problem_with_file_and_field(catalog_copy, no_
     text = text.replace("id: urgent_claim\nflow: urgent-claim", "id: urgent_claims\nflow: urgent-claims")
     text = text.replace("when: claims_total >= 100", "when: claim_total >= 100")
     (catalog_copy / "urgent_claim.yaml").write_text(text, encoding="utf-8")
-    # 7. a key written twice
+    # 7. an obligation amount reading a misspelt fact
+    text = (catalog_copy / "wrong_filing.yaml").read_text(encoding="utf-8")
+    (catalog_copy / "wrong_filing.yaml").write_text(
+        text.replace("amount: late_fee_so_far_yuan", "amount: late_fees_so_far_yuan"), encoding="utf-8")
+    # 8. a key written twice
     text = (catalog_copy / "payment_failure.yaml").read_text(encoding="utf-8")
     (catalog_copy / "payment_failure.yaml").write_text(text + "records: [again]\n", encoding="utf-8")
 
@@ -140,6 +144,7 @@ def test_broken_copy_reports_every_problem_with_file_and_field(catalog_copy, no_
     assert _has(problems, "office_outage.yaml", "routing.5", "less than or equal to 4")
     assert _has(problems, "urgent_claim.yaml", "id", "must equal the file name")
     assert _has(problems, "urgent_claim.yaml", "severity.rules.1.when", "unknown fact 'claim_total'")
+    assert _has(problems, "wrong_filing.yaml", "obligations.1.amount", "unknown fact 'late_fees_so_far_yuan'")
     payment_lines = len(text.splitlines())
     assert _has(problems, "payment_failure.yaml", f"line {payment_lines + 1}, column 1",
                 "duplicate key 'records' (first on line")

@@ -161,3 +161,15 @@ def test_bad_fact_type_is_treated_as_false(catalog, caplog):
                detected_at=DETECTED)
     assert a.impact.value == "L"
     assert "clients_10_plus" in caplog.text
+
+
+def test_an_obligation_amount_is_read_from_the_facts(catalog):
+    """The 滞纳金 so far travels with its obligation; no number in the facts, no amount."""
+    facts = {"debit_failed": True, "clients_affected": 1, "late_fee_so_far_yuan": 1234.567}
+    a = assess(catalog=catalog, emergency_type="payment_failure", facts=facts, detected_at=DETECTED)
+    (pay,) = [o for o in a.obligations if o.id == "pay_on_time"]
+    assert pay.amount_yuan == 1234.57
+    for other in ({}, {"late_fee_so_far_yuan": "n/a"}, {"late_fee_so_far_yuan": True}):
+        a = assess(catalog=catalog, emergency_type="payment_failure",
+                   facts={"debit_failed": True, "clients_affected": 1, **other}, detected_at=DETECTED)
+        assert [o.amount_yuan for o in a.obligations if o.id == "pay_on_time"] == [None]

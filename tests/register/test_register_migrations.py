@@ -9,6 +9,8 @@ from sqlalchemy import inspect
 from ledgerguard.register.db import VERSION_TABLE, current_revision, downgrade, make_engine, upgrade
 from ledgerguard.register.models import ALL_TABLES, Base
 
+HEAD = "0003"
+
 
 def test_upgrade_head_creates_all_tables_and_downgrade_base_drops_them(empty_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # script_location must not depend on the working directory
@@ -16,13 +18,13 @@ def test_upgrade_head_creates_all_tables_and_downgrade_base_drops_them(empty_url
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == "0002"
+        assert current_revision(engine) == HEAD
         tables = set(inspect(engine).get_table_names())
         assert set(ALL_TABLES) <= tables
         assert VERSION_TABLE in tables
 
         upgrade(engine)  # idempotent at head
-        assert current_revision(engine) == "0002"
+        assert current_revision(engine) == HEAD
 
         downgrade(engine, "base")
         remaining = set(inspect(engine).get_table_names())
@@ -37,7 +39,7 @@ def test_upgrade_head_creates_all_tables_and_downgrade_base_drops_them(empty_url
 
 def test_upgrade_accepts_a_url(empty_url):
     upgrade(empty_url)
-    assert current_revision(empty_url) == "0002"
+    assert current_revision(empty_url) == HEAD
 
 
 def test_migration_matches_the_orm_models(engine):
@@ -70,7 +72,7 @@ def test_get_engine_is_cached_per_url_and_migrates_once(empty_url):
     try:
         engine = get_engine(empty_url)
         assert get_engine(empty_url) is engine
-        assert current_revision(engine) == "0002"
+        assert current_revision(engine) == HEAD
         with session_scope(engine) as s:
             assert s.query(Incident).count() == 0
     finally:
@@ -90,3 +92,31 @@ def test_read_only_session_does_not_block_a_writer(engine):
                                           signal=Signal(source="t", emergency_type="a", resource="b"))
     with session_scope(engine, read_only=True) as reader:
         assert reader.query(Incident).count() == 1
+
+
+def test_0003_keeps_existing_obligations_and_adds_note_and_amount(empty_url):
+    from sqlalchemy import text
+
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine, "0002")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO incidents (id, dedup_key, open_dedup_key, emergency_type, resource, title, status, "
+                "drill, affected_clients, assessment, opened_at, updated_at, timeline_count) VALUES ('i1', 'k', 'k', 't', 'r', "
+                "'x', 'open', false, '[]', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0)"))
+            conn.execute(text(
+                "INSERT INTO obligations (id, incident_id, obligation_id, law, action, \"to\", deadline, immediate, "
+                "status) VALUES ('o1', 'i1', 'late_fee', 'law', 'pay', 'client', CURRENT_TIMESTAMP, false, 'open')"))
+        upgrade(engine)
+        assert current_revision(engine) == HEAD
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT note, amount_yuan FROM obligations")).one() == ("", None)
+            conn.execute(text("UPDATE obligations SET amount_yuan = 123.45"))
+            assert float(conn.execute(text("SELECT amount_yuan FROM obligations")).scalar()) == 123.45
+        downgrade(engine, "0002")
+        assert "amount_yuan" not in {c["name"] for c in inspect(engine).get_columns("obligations")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT obligation_id FROM obligations")).scalar() == "late_fee"
+    finally:
+        engine.dispose()

@@ -32,21 +32,18 @@ def test_0002_upgrades_and_downgrades_and_matches_the_models(empty_url):
                 "INSERT INTO signals (id, source, emergency_type, resource, labels, dedup_key, observed_at, "
                 "received_at, drill, summary, payload) VALUES ('s0', 't', 'a', 'b', '{}', 'a:b', "
                 "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, false, '', '{}')"))
-        upgrade(engine)
+        upgrade(engine, "0002")
         assert current_revision(engine) == "0002"
         insp = inspect(engine)
         assert {"intake_requests", "outbox"} <= set(insp.get_table_names())
         assert {"action", "status", "fingerprint", "group_key"} <= {c["name"] for c in insp.get_columns("signals")}
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
-            assert compare_metadata(ctx, Base.metadata) == []
-        with session_scope(engine) as s:
-            assert s.query(SignalRecord).one().status is None
+            assert conn.execute(text("SELECT status FROM signals")).scalar() is None
         downgrade(engine, "0001")
         assert current_revision(engine) == "0001"
         assert "outbox" not in inspect(engine).get_table_names()
         assert "status" not in {c["name"] for c in inspect(engine).get_columns("signals")}
-        upgrade(engine)
+        upgrade(engine, "0002")
         assert current_revision(engine) == "0002"
     finally:
         engine.dispose()
