@@ -134,6 +134,27 @@ class StackProcess:
         self._log.close()
 
 
+PG_ADMIN = os.environ.get("LEDGERGUARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def create_pg_database(name: str, *, trgm: bool = False) -> str:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    if trgm:
+        with psycopg.connect(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def sweep_specs():
     from deployments import DEPLOYMENTS
 
@@ -335,6 +356,8 @@ def main() -> int:
     parser.add_argument("--goal", type=float, default=5.0, help="p95 goal in seconds")
     parser.add_argument("--timeout", type=float, default=90.0, help="per alert, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    parser.add_argument("--prefect-db", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="Prefect's own database (postgresql: a fresh database on LEDGERGUARD_BENCH_PG)")
     parser.add_argument("--with-sweeps", action="store_true",
                         help="leave the scheduled sweeps running (by default they are paused, so each "
                              "round measures one alert on an otherwise idle stack)")
@@ -352,7 +375,13 @@ def main() -> int:
     t_setup = time.monotonic()
     prepare_agency(home, clients)
     ids = client_ids(home)[: args.alerts]
-    stack = StackProcess(home, clients=clients).start()
+    env: dict[str, str] = {}
+    databases: list[str] = []
+    if args.prefect_db == "postgresql":
+        name = f"lg_latency_prefect_{uuid.uuid4().hex[:8]}"
+        databases.append(create_pg_database(name, trgm=True))
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"postgresql+asyncpg://{PG_ADMIN.split('://', 1)[1].rsplit('/', 1)[0]}/{name}"
+    stack = StackProcess(home, clients=clients, env_extra=env).start()
     noop = NoopServer(stack)
     alert_s: list[float] = []
     noop_s: list[float] = []
@@ -413,6 +442,11 @@ def main() -> int:
     finally:
         noop.stop()
         stack.stop()
+        for name in databases:
+            try:
+                drop_pg_database(name)
+            except Exception as exc:  # noqa: BLE001
+                print(f"could not drop database {name}: {exc}", file=sys.stderr)
     if not alert_s or not noop_s:
         print(json.dumps({"benchmark": "latency", "ok": False, "errors": errors[:10]}))
         return 1
@@ -425,7 +459,7 @@ def main() -> int:
     slowest = sorted(rounds, key=lambda r: r["first_email_s"], reverse=True)[:5]
     result = {
         "benchmark": "latency",
-        "alerts": args.alerts, "clients": clients, "register": "sqlite", "prefect_db": "sqlite",
+        "alerts": args.alerts, "clients": clients, "register": "sqlite", "prefect_db": args.prefect_db,
         "alert_post_to_first_email": alert,
         "prefect_emit_to_noop_run_start": base,
         "breakdown_p50_s": {

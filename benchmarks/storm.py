@@ -34,6 +34,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import (  # noqa: E402 — the shared stack helpers
     TOKEN,
+    create_pg_database,
+    drop_pg_database,
     TERMINAL,
     Mailbox,
     StackProcess,
@@ -44,27 +46,6 @@ from latency import (  # noqa: E402 — the shared stack helpers
     client_ids,
     prepare_agency,
 )
-
-PG_ADMIN = os.environ.get("LEDGERGUARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def create_pg_database(name: str, *, trgm: bool = False) -> str:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    if trgm:
-        with psycopg.connect(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-    return name
-
-
-def drop_pg_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 async def send_storm(url: str, groups: list[str], *, alerts: int, seconds: float, batch: int,
                      concurrency: int, max_attempts: int = 30, deadline_s: float = 600) -> dict:

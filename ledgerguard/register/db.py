@@ -134,6 +134,13 @@ def downgrade(engine_or_url: Engine | str | None = None, revision: str = "base")
     _run_alembic(engine_or_url, "downgrade", revision)
 
 
+def head_revision() -> str:
+    """The newest migration of the register (what ``upgrade()`` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def current_revision(engine_or_url: Engine | str | None = None) -> str | None:
     """The revision the database is at, or None when it has never been migrated."""
     from alembic.runtime.migration import MigrationContext

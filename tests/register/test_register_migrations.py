@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 from ledgerguard.register.db import VERSION_TABLE, current_revision, downgrade, make_engine, upgrade
 from ledgerguard.register.models import ALL_TABLES, Base
 
-HEAD = "0003"
+HEAD = "0003"  # the newest file under ledgerguard/register/migrations/versions
 
 
 def test_upgrade_head_creates_all_tables_and_downgrade_base_drops_them(empty_url, tmp_path, monkeypatch):
@@ -120,3 +120,9 @@ def test_0003_keeps_existing_obligations_and_adds_note_and_amount(empty_url):
             assert conn.execute(text("SELECT obligation_id FROM obligations")).scalar() == "late_fee"
     finally:
         engine.dispose()
+
+
+def test_head_revision_is_the_newest_migration():
+    from ledgerguard.register.db import head_revision
+
+    assert head_revision() == HEAD
