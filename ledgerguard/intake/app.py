@@ -40,8 +40,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route as HttpRoute
 
+from ledgerguard.agency.models import AgencyDataError
 from ledgerguard.config import Settings, get_settings
 from ledgerguard.intake.auth import AuthError, Authenticated, CredentialStore
+from ledgerguard.intake.documents import DOCUMENT_ENDPOINTS, DocumentRejected
 from ledgerguard.intake.models import IntakeSettings, RawSignal
 from ledgerguard.intake.parsers import (
     parse_alertmanager,
@@ -70,6 +72,8 @@ MESSAGES = {
         "unavailable": "登记簿暂时无法写入，请稍后重试",
         "not_found": "未找到该信号",
         "unrouted": "没有匹配的路由：已记录为未路由信号，请人工处理",
+        "conflict": "该编号已被另一份文件使用",
+        "agency_data": "代理记账公司的数据文件有误，无法保存该文件",
     },
     "en": {
         "accepted": "accepted and written to the register",
@@ -81,6 +85,8 @@ MESSAGES = {
         "unavailable": "the register cannot be written right now; retry later",
         "not_found": "no such signal",
         "unrouted": "no route matched: recorded as unrouted for a person to look at",
+        "conflict": "this id is already used by another document",
+        "agency_data": "the agency's data files are broken; the document cannot be stored",
     },
 }
 
@@ -345,7 +351,13 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
         return state.credentials.authenticate(headers={k.lower(): v for k, v in request.headers.items()},
                                               body=body, tolerance_seconds=state.intake.signature_tolerance_seconds)
 
-    def make_handler(source: str, parse: Callable[[Any], list[RawSignal] | RawSignal]):
+    def store_document(store: Callable[[Any, Any], None], data: Any) -> None:
+        from ledgerguard.agency import load_agency
+
+        store(data, load_agency(state.settings.agency_path))
+
+    def make_handler(source: str, parse: Callable[[Any], list[RawSignal] | RawSignal],
+                     store: Callable[[Any, Any], None] | None = None):
         async def handler(request: Request) -> JSONResponse:
             try:
                 body = await _read_body(request, limit)
@@ -376,6 +388,16 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
             except ValidationError as exc:
                 return await reject(422, "invalid", _field_errors(exc))
             raws = parsed if isinstance(parsed, list) else [parsed]
+            if store is not None:
+                # The document goes where the detectors read it before its signal is accepted.
+                try:
+                    await run_in_threadpool(store_document, store, data)
+                except DocumentRejected as exc:
+                    key = "conflict" if exc.status == 409 else "invalid"
+                    return await reject(exc.status, key, [{"field": exc.field, "reason": exc.reason}])
+                except (AgencyDataError, OSError) as exc:
+                    logger.error("intake %s: cannot store the document: %s", source, exc)
+                    return error(500, "agency_data", detail=str(exc)[:500])
             known = state.known_types()
             for raw in raws:
                 if raw.emergency_type and known and raw.emergency_type not in known:
@@ -521,6 +543,8 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
         HttpRoute("/api/v1/grafana", make_handler("grafana", parse_grafana), methods=["POST"]),
         HttpRoute("/api/v1/signals", make_handler("generic", parse_generic), methods=["POST"]),
         HttpRoute("/api/v1/signals/{signal_id}", get_signal, methods=["GET"]),
+        *(HttpRoute(path, make_handler(source, parse, store), methods=["POST"])
+          for path, (source, parse, store) in DOCUMENT_ENDPOINTS.items()),
         HttpRoute("/v2/enqueue", make_pd_handler(change=False), methods=["POST"]),
         HttpRoute("/v2/change/enqueue", make_pd_handler(change=True), methods=["POST"]),
         HttpRoute("/healthz", healthz, methods=["GET"]),

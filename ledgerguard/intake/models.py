@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
-SOURCES = ("alertmanager", "pagerduty", "grafana", "generic")
+SOURCES = ("alertmanager", "pagerduty", "grafana", "generic", "claims", "vendor_notice")
 
 
 class IntakeSettings(BaseSettings):
