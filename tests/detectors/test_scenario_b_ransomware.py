@@ -4,50 +4,31 @@ of 85 clients (payroll of about 4,100 people) unreadable, last good backup 72 h 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
-import pandas as pd
 import pytest
 
 from ledgerguard.agency import load_agency
 from ledgerguard.catalog import load_catalog
 from ledgerguard.classification.service import classify
 from ledgerguard.config import PROJECT_ROOT
-from ledgerguard.detectors import InjectionContext, get_injector
 from ledgerguard.models import Level, RegulatoryGrade
 from ledgerguard.response.detection import run_detectors
-from ledgerguard.sample import generate_agency
 
 RESOURCE = "fileserver:bookkeeping"
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    now = datetime.now(timezone.utc)
+    from ledgerguard.sample.scenarios import plant_scenario
+
     root = tmp_path_factory.mktemp("scenario-b") / "agency"
-    generate_agency(root, clients=85, nights=3, seed=23, now=now - timedelta(minutes=30))
-    # The 85 clients' payroll: about 4,100 people in all (data of the agency, not facts).
-    clients = pd.read_csv(root / "clients.csv", dtype=str, keep_default_na=False)
-    clients["employees"] = [49 if i < 20 else 48 for i in range(len(clients))]
-    clients.to_csv(root / "clients.csv", index=False)
-    agency = load_agency(root)
-
-    def inject(injector_id, **kwargs):
-        ctx = InjectionContext(agency=agency, resource=RESOURCE, now=now, seed=5)
-        return get_injector(injector_id).inject(ctx, **kwargs)
-
-    inject("backup.stale", hours_old=72)          # the newest good backup is 72 h old
-    renamed = inject("files.inject_mass_rename", count=14_000, minutes=10, extension=".locked",
-                     ended_minutes_ago=1)
-    inject("files.inject_ransom_note")
-    inject("ledger.corrupt_header", clients="all")
-    return agency, now, renamed
+    scenario = plant_scenario("B", root, seed=23)
+    return load_agency(root), scenario.as_of, scenario.planted
 
 
 def test_planted_share_really_changed(planted):
     agency, _, renamed = planted
     folder = agency.root / "fileshare" / "bookkeeping"
-    assert len(list(folder.rglob("*.locked"))) == 14_000 == renamed.changes["files_renamed"]
+    assert len(list(folder.rglob("*.locked"))) == 14_000 == renamed["files_renamed"]
     assert (folder / "README_DECRYPT.txt").is_file()
 
 
