@@ -28,7 +28,7 @@ from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Interval
 
 from flows import EMERGENCY_FLOWS
-from flows.sweeps import backup_sweep, ledger_sweep
+from flows.sweeps import backup_sweep, deadline_sweep, ledger_sweep, probe_sweep, security_sweep
 from flows.watchdog import page_duty_lead, resolve_incident
 from ledgerguard.config import get_settings
 
@@ -138,6 +138,27 @@ def build_deployments(timezone: str | None = None) -> list[DeploymentSpec]:
             "备份巡检 — check the backup sets against the RPO every 10 minutes; findings become signals",
             tags=("sweep", "sweep:backup"),
             schedules=(Interval(timedelta(minutes=10), anchor_date=midnight, timezone=tz, slug="every-10-min"),),
+            concurrency_limit=1),
+        DeploymentSpec(
+            "probe-sweep", probe_sweep, "flows/sweeps.py:probe_sweep",
+            "探测巡检 — probe the e-tax portals and the bookkeeping SaaS every 5 minutes; outages become signals",
+            tags=("sweep", "sweep:probe"),
+            schedules=(Interval(timedelta(minutes=5), anchor_date=midnight, timezone=tz, slug="every-5-min"),),
+            concurrency_limit=1),
+        DeploymentSpec(
+            "deadline-sweep", deadline_sweep, "flows/sweeps.py:deadline_sweep",
+            "期限巡检 — unfiled returns, annual items, certificates and tax debits against their deadlines, hourly",
+            tags=("sweep", "sweep:deadline"),
+            # Hourly in office hours (Mon–Sat: 调休 Saturdays are working days), once at night.
+            schedules=(Cron("5 8-20 * * 1-6", timezone=tz, slug="office-hours"),
+                       Cron("5 2 * * *", timezone=tz, slug="nightly")),
+            concurrency_limit=1),
+        DeploymentSpec(
+            "security-sweep", security_sweep, "flows/sweeps.py:security_sweep",
+            "安全巡检 — file shares, staff exports and logins, office alarms, every 10 minutes",
+            tags=("sweep", "sweep:security"),
+            schedules=(Interval(timedelta(minutes=10), anchor_date=midnight + timedelta(minutes=2), timezone=tz,
+                                slug="every-10-min"),),
             concurrency_limit=1),
         DeploymentSpec(
             "resolve-incident", resolve_incident, "flows/watchdog.py:resolve_incident",

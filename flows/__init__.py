@@ -13,7 +13,7 @@ from flows.payment_failure import payment_failure
 from flows.ransomware import ransomware
 from flows.respond import respond
 from flows.saas_outage import saas_outage
-from flows.sweeps import backup_sweep, ledger_sweep
+from flows.sweeps import backup_sweep, deadline_sweep, ledger_sweep, probe_sweep, security_sweep
 from flows.urgent_claim import urgent_claim
 from flows.vendor_breach import vendor_breach
 from flows.watchdog import page_duty_lead, resolve_incident
@@ -38,5 +38,5 @@ EMERGENCY_FLOWS = {
 }
 """Every emergency type's flow, by catalog id."""
 
-__all__ = ["EMERGENCY_FLOWS", "backup_sweep", "ledger_sweep", "page_duty_lead", "resolve_incident", "respond",
+__all__ = ["EMERGENCY_FLOWS", "backup_sweep", "deadline_sweep", "ledger_sweep", "probe_sweep", "security_sweep", "page_duty_lead", "resolve_incident", "respond",
            *(flow.fn.__name__ for flow in EMERGENCY_FLOWS.values())]

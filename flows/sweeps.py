@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from prefect import flow
 
+from datetime import datetime
+
 from ledgerguard.runtime import get_runtime
-from tasks.sweep import summarise_sweep, sweep_detect, sweep_raise
+from tasks.sweep import probe_live_targets, summarise_sweep, sweep_detect, sweep_raise
 
 
 def _sweep(emergency_type: str, resources: list[str], sweep_name: str, drill: bool) -> dict:
@@ -21,6 +23,13 @@ def _sweep(emergency_type: str, resources: list[str], sweep_name: str, drill: bo
     if any(r["found"] for r in rows):
         rows = sweep_raise(emergency_type, rows, sweep_name, drill)
     return summarise_sweep(rows, sweep_name)
+
+
+def _sweep_types(sweep_name: str, plan: dict[str, list[str]], drill: bool) -> dict:
+    """One sweep over several types; each type's summary is its own artifact."""
+    return {emergency_type: _sweep(emergency_type, resources, f"{sweep_name}-{emergency_type.replace('_', '-')}",
+                                   drill)
+            for emergency_type, resources in plan.items() if resources}
 
 
 @flow(name="ledger-sweep")
@@ -34,3 +43,41 @@ def ledger_sweep(drill: bool = False) -> dict:
 def backup_sweep(backup_target: str = "nightly", drill: bool = False) -> dict:
     """Check the backup sets against the RPO; a finding is raised as a signal."""
     return _sweep("backup_failure", [f"backups:{backup_target}"], "backup-sweep", drill)
+
+
+@flow(name="probe-sweep")
+def probe_sweep(drill: bool = False) -> dict:
+    """Probe the e-tax portals and the bookkeeping SaaS, then judge the probe log; outages become signals."""
+    probed = probe_live_targets()
+    return _sweep_types("probe-sweep", {
+        "etax_outage": [f"etax:{portal}" for portal in probed["portals"]],
+        "saas_outage": [f"saas:{service}" for service in probed["services"]],
+    }, drill)
+
+
+@flow(name="deadline-sweep")
+def deadline_sweep(drill: bool = False) -> dict:
+    """Unfiled returns, annual items, expiring certificates and failed tax debits against their deadlines."""
+    year = datetime.now(get_runtime().agency.tz).year
+    return _sweep_types("deadline-sweep", {
+        "filing_backlog": ["filings:current"],
+        "annual_deadline": [f"annual:{year}"],
+        "credential_expiry": ["credential:all"],
+        "payment_failure": ["payments:all"],
+    }, drill)
+
+
+@flow(name="security-sweep")
+def security_sweep(drill: bool = False) -> dict:
+    """File shares (ransomware), staff exports and logins, office alarms; findings become signals."""
+    from ledgerguard.sources import facilities, fileshare
+
+    agency = get_runtime().agency
+    root = agency.data_file(*fileshare.SHARES_ROOT)
+    shares = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return _sweep_types("security-sweep", {
+        "ransomware": [f"fileserver:{share}" for share in shares],
+        "insider_exfiltration": ["user:all"],
+        "account_takeover": ["account:all"],
+        "office_outage": [f"office:{site}" for site in facilities.load_sites(agency)],
+    }, drill)

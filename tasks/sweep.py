@@ -64,3 +64,19 @@ def summarise_sweep(rows: list[dict], sweep_name: str) -> dict:
     create_table_artifact(key=sweep_name, table=table, description=f"{sweep_name}: {summary}")
     (logger.warning if found or errors else logger.info)("%s: %s", sweep_name, summary)
     return summary
+
+
+@task(name="probe-targets", cache_policy=NO_CACHE)
+def probe_live_targets() -> dict:
+    """Probe every live target once (httpx) and append the results to the agency's probe log;
+    the outage detectors then judge the log. Returns the portals and services to check."""
+    from ledgerguard.sources import probes
+
+    runtime = get_runtime()
+    results = probes.sweep(runtime.agency)
+    targets = probes.load_targets(runtime.agency)
+    failed = [r for r in results if not r.ok]
+    (get_run_logger().warning if failed else get_run_logger().info)(
+        "probed %d live target(s), %d failed", len(results), len(failed))
+    return {"probed": len(results), "failed": len(failed), "portals": targets.portals,
+            "services": targets.services}

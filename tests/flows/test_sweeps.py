@@ -1,0 +1,100 @@
+"""The scheduled sweeps over the agency's data: quiet on a healthy agency; a finding goes into the
+register's outbox as a signal of its type (the relay then starts the type's flow)."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.prefect
+
+
+def _outbox(runtime) -> list:
+    from ledgerguard.register import service as register
+
+    with runtime.session() as db_session:
+        return [item.payload for item in register.list_outbox(db_session=db_session)]
+
+
+@pytest.mark.parametrize("sweep_name", ["probe_sweep", "deadline_sweep", "security_sweep"])
+def test_a_healthy_agency_gives_every_sweep_nothing_to_raise(live, sweep_name):
+    import flows
+    from ledgerguard.runtime import get_runtime
+
+    summary = getattr(flows, sweep_name)()
+    assert summary, "the sweep checked nothing"
+    for emergency_type, result in summary.items():
+        assert result["checked"] >= 1 and result["found"] == 0 and result["errors"] == 0, (emergency_type, result)
+    assert _outbox(get_runtime()) == []
+
+
+def test_a_filing_backlog_past_the_deadline_is_raised_by_the_deadline_sweep(live):
+    from flows import deadline_sweep
+    from ledgerguard.detectors import InjectionContext, get_injector
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    get_injector("filing.inject_backlog").inject(
+        InjectionContext(agency=runtime.agency, resource="filings:current"), count=2)
+    summary = deadline_sweep()
+    assert summary["filing_backlog"]["found"] == 1 and summary["filing_backlog"]["queued"] == 1
+    [event] = _outbox(runtime)
+    assert event["event"] == "ledgerguard.signal.firing"
+    assert event["payload"]["request"]["period"] == "current" and event["payload"]["request"]["source"] == "sweep"
+
+
+class _Portal:
+    """A real HTTP endpoint standing in for the provincial e-tax login page."""
+
+    def __init__(self):
+        from ledgerguard.embedded import free_port
+
+        outer = self
+        self.hits = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.hits += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.port = free_port()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+
+    def __enter__(self):
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_the_probe_sweep_probes_live_targets_into_the_probe_log(live):
+    import pandas as pd
+
+    from flows import probe_sweep
+    from ledgerguard.runtime import get_runtime
+    from ledgerguard.sources import probes
+
+    runtime = get_runtime()
+    path = probes.targets_path(runtime.agency)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    primary = next(t for t in raw["targets"] if t["kind"] == "etax" and t.get("role", "primary") == "primary")
+    with _Portal() as portal:
+        primary.update(live=True, url=f"http://127.0.0.1:{portal.port}/login")
+        path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+        before = len(pd.read_csv(probes.probe_log_path(runtime.agency)))
+        summary = probe_sweep()
+        assert portal.hits >= 1
+    log = pd.read_csv(probes.probe_log_path(runtime.agency))
+    assert len(log) > before and primary["name"] in set(log["target"].tail(len(log) - before))
+    assert summary["etax_outage"]["found"] == 0
