@@ -4,3 +4,30 @@ logs, facility alarms, vendor register, …). Prefect-free; pandas for tabular d
 Where a data file lives: ``agency.data_file(<name>, <default relative path>)``; bad input raises
 :class:`ledgerguard.agency.models.AgencyDataError` naming the file, the line and the field.
 """
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def jsonl_objects(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of a JSON Lines export; a missing file, a
+    line that is not JSON or not an object raises AgencyDataError naming ``what``, the file and line."""
+    from ledgerguard.agency.models import AgencyDataError
+
+    if not path.is_file():
+        raise AgencyDataError(path, f"file not found ({what})")
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AgencyDataError(path, f"line {n}: not valid JSON: {exc.msg}") from None
+            if not isinstance(obj, dict):
+                raise AgencyDataError(path, f"line {n}: expected a JSON object")
+            yield n, obj

@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from ledgerguard.agency.models import AgencyDataError
+from ledgerguard.sources import jsonl_objects
 
 SITES_FILE = ("facility_sites", "facilities/sites.yaml")
 ALARMS_FILE = ("facility_alarms", "facilities/alarms.jsonl")
@@ -85,39 +86,28 @@ def site(agency, site_id: str) -> dict[str, Any]:
 def read_alarms(agency) -> pd.DataFrame:
     """The alarm export: at (UTC), site, source, device, event, detail, line. Bad lines name the line."""
     path = alarms_path(agency)
-    if not path.is_file():
-        raise AgencyDataError(path, "file not found (the UPS/ISP alarm export)")
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise AgencyDataError(path, f"line {n}: not valid JSON: {exc.msg}") from None
-            if not isinstance(obj, dict):
-                raise AgencyDataError(path, f"line {n}: expected a JSON object")
-            for key in ("at", "site", "source", "device", "event"):
-                if not obj.get(key):
-                    raise AgencyDataError(path, f"line {n}: {key} missing", field=key)
-            if obj["source"] not in SOURCES:
-                raise AgencyDataError(path, f"line {n}: source {obj['source']!r} is not one of "
-                                            f"{', '.join(sorted(SOURCES))}", field="source")
-            known = DOWN_EVENTS[obj["source"]] | UP_EVENTS[obj["source"]]
-            if obj["event"] not in known:
-                raise AgencyDataError(path, f"line {n}: event {obj['event']!r} unknown for {obj['source']}; "
-                                            f"known: {', '.join(sorted(known))}", field="event")
-            try:
-                at = pd.Timestamp(obj["at"])
-            except (ValueError, TypeError):
-                at = None
-            if at is None or at.tzinfo is None:
-                raise AgencyDataError(path, f"line {n}: {obj['at']!r} is not an ISO timestamp with a time zone",
-                                      field="at")
-            rows.append({"at": at.tz_convert("UTC"), "site": str(obj["site"]), "source": obj["source"],
-                         "device": str(obj["device"]), "event": obj["event"], "detail": str(obj.get("detail", "")),
-                         "line": n})
+    for n, obj in jsonl_objects(path, "the UPS/ISP alarm export"):
+        for key in ("at", "site", "source", "device", "event"):
+            if not obj.get(key):
+                raise AgencyDataError(path, f"line {n}: {key} missing", field=key)
+        if obj["source"] not in SOURCES:
+            raise AgencyDataError(path, f"line {n}: source {obj['source']!r} is not one of "
+                                        f"{', '.join(sorted(SOURCES))}", field="source")
+        known = DOWN_EVENTS[obj["source"]] | UP_EVENTS[obj["source"]]
+        if obj["event"] not in known:
+            raise AgencyDataError(path, f"line {n}: event {obj['event']!r} unknown for {obj['source']}; "
+                                        f"known: {', '.join(sorted(known))}", field="event")
+        try:
+            at = pd.Timestamp(obj["at"])
+        except (ValueError, TypeError):
+            at = None
+        if at is None or at.tzinfo is None:
+            raise AgencyDataError(path, f"line {n}: {obj['at']!r} is not an ISO timestamp with a time zone",
+                                  field="at")
+        rows.append({"at": at.tz_convert("UTC"), "site": str(obj["site"]), "source": obj["source"],
+                     "device": str(obj["device"]), "event": obj["event"], "detail": str(obj.get("detail", "")),
+                     "line": n})
     cols = ["at", "site", "source", "device", "event", "detail", "line"]
     return pd.DataFrame(rows, columns=cols)
 

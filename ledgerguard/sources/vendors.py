@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ledgerguard.agency.models import AgencyDataError, validation_error
+from ledgerguard.sources import jsonl_objects
 
 REGISTER_FILE = ("vendor_register", "vendors/vendors.yaml")
 NOTICES_DIR = ("vendor_notices", "vendors/notices")
@@ -177,30 +178,19 @@ def feed_path(agency) -> Path:
 
 def read_feed(agency) -> list[dict[str, Any]]:
     path = feed_path(agency)
-    if not path.is_file():
-        raise AgencyDataError(path, "file not found (the threat-intel feed)")
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise AgencyDataError(path, f"line {n}: not valid JSON: {exc.msg}") from None
-            if not isinstance(obj, dict):
-                raise AgencyDataError(path, f"line {n}: expected a JSON object")
-            try:
-                at = pd.Timestamp(obj.get("at"))
-            except (ValueError, TypeError):
-                at = None
-            if at is None or pd.isna(at) or at.tzinfo is None:
-                raise AgencyDataError(path, f"line {n}: {obj.get('at')!r} is not an ISO timestamp with a time zone",
-                                      field="at")
-            domains = obj.get("domains") or ([obj["domain"]] if obj.get("domain") else [])
-            if not isinstance(domains, list) or not domains:
-                raise AgencyDataError(path, f"line {n}: domains missing", field="domains")
-            out.append({**obj, "at": at.tz_convert("UTC"), "domains": [str(d).lower() for d in domains], "line": n})
+    for n, obj in jsonl_objects(path, "the threat-intel feed"):
+        try:
+            at = pd.Timestamp(obj.get("at"))
+        except (ValueError, TypeError):
+            at = None
+        if at is None or pd.isna(at) or at.tzinfo is None:
+            raise AgencyDataError(path, f"line {n}: {obj.get('at')!r} is not an ISO timestamp with a time zone",
+                                  field="at")
+        domains = obj.get("domains") or ([obj["domain"]] if obj.get("domain") else [])
+        if not isinstance(domains, list) or not domains:
+            raise AgencyDataError(path, f"line {n}: domains missing", field="domains")
+        out.append({**obj, "at": at.tz_convert("UTC"), "domains": [str(d).lower() for d in domains], "line": n})
     return out
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -15,6 +13,7 @@ from ledgerguard.detectors import DetectionContext, InjectionContext, get_detect
 from ledgerguard.detectors.base import COMMON_FACTS
 from ledgerguard.embedded import free_port
 from ledgerguard.sources import probes as src
+from tests.support.http_stub import HttpStub
 
 ETAX = ["etax.probe", "etax.filing_errors"]
 SAAS = ["saas.status_page", "saas.api_errors", "saas.sync_lag"]
@@ -33,45 +32,6 @@ def detect(agency, detector_id, resource, scratch, now=None, **params):
 def inject(agency, injector_id, resource, now=None, **kwargs):
     ctx = InjectionContext(agency=agency, resource=resource, now=now or now_utc())
     return get_injector(injector_id).inject(ctx, **kwargs), ctx
-
-
-class Server:
-    """Real HTTP server answering with the next status of ``script`` (the last repeats);
-    ``json_body`` is served as application/json."""
-
-    def __init__(self, script, json_body=None):
-        self.script, self.hits, self.json_body = list(script), 0, json_body
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                status = outer.script[min(outer.hits, len(outer.script) - 1)]
-                outer.hits += 1
-                body = json.dumps(outer.json_body).encode() if outer.json_body is not None else b"ok"
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.httpd.daemon_threads = True
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
 
 
 def edit_targets(agency, fn):
@@ -139,7 +99,7 @@ def test_live_target_is_probed_now_and_logged(agency, scratch):
     """The login endpoint answers 200 once, then 502: failures accumulate in the log until they
     cover fail_minutes."""
     base = now_utc()
-    with Server([200, 502]) as server:
+    with HttpStub([200, 502]) as server:
         spec = edit_targets(agency, lambda s: [t.update(url=server.url + "/sso/login", live=True, timeout_s=2)
                                                for t in s["targets"] if t.get("endpoint") == "login"
                                                and t["role"] == "primary"])
@@ -192,7 +152,7 @@ def test_status_page_injector_fires_with_outage_minutes(agency, scratch):
 
 def test_status_page_live_fetch_from_a_real_server(agency, scratch):
     body = {"page": {"id": "x", "name": "SaaS"}, "status": {"indicator": "critical", "description": "Major Outage"}}
-    with Server([200], json_body=body) as server:
+    with HttpStub([200], json_body=body) as server:
         edit_targets(agency, lambda s: [t.update(status_url=server.url + "/api/v2/status.json", live=True)
                                         for t in s["targets"] if t["kind"] == "saas"])
         # the API target is live too and points at the same server, which answers 200

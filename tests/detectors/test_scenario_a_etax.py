@@ -8,9 +8,7 @@ grade it 一级, with no security obligations, and the late-filing duties (征�
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -20,48 +18,16 @@ from ledgerguard.catalog import load_catalog
 from ledgerguard.classification.service import classify
 from ledgerguard.config import PROJECT_ROOT
 from ledgerguard.detectors import InjectionContext, get_injector
-from ledgerguard.embedded import free_port
 from ledgerguard.models import Level, Rating, RegulatoryGrade
 from ledgerguard.response.detection import run_detectors
 from ledgerguard.sample import generate_agency
 from ledgerguard.sample.datasets.probes import plant_etax_outage
 from ledgerguard.sources import probes as src
+from tests.support.http_stub import HttpStub
 
 NOW = datetime(2026, 10, 26, 16, 40, tzinfo=SHANGHAI)
 OUTAGE_START = datetime(2026, 10, 26, 13, 40, tzinfo=SHANGHAI)
 PERIOD = "2026-09"
-
-
-class BadGateway:
-    """The provincial bureau's login endpoint as seen at 16:40: a real server answering 502."""
-
-    def __init__(self):
-        self.hits = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.hits += 1
-                body = b"<html><h1>502 Bad Gateway</h1></html>"
-                self.send_response(502)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.httpd.daemon_threads = True
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +52,7 @@ def test_the_calendar_agrees_october_26_is_the_deadline(catalog):
 def test_scenario_a_is_detected_from_the_data_and_graded_level_one(planted, catalog, tmp_path):
     agency, portal, unfiled, report = planted
     assert len(agency.client_ids) == 210 and report["changes"]["failed_probes"] == 2 * 37
-    with BadGateway() as server:
+    with HttpStub([502]) as server:
         path = src.targets_path(agency)
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
         for t in spec["targets"]:

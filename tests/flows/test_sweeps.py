@@ -3,11 +3,11 @@ register's outbox as a signal of its type (the relay then starts the type's flow
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
+
+from tests.support.http_stub import HttpStub
 
 pytestmark = pytest.mark.prefect
 
@@ -46,38 +46,6 @@ def test_a_filing_backlog_past_the_deadline_is_raised_by_the_deadline_sweep(live
     assert event["payload"]["request"]["period"] == "current" and event["payload"]["request"]["source"] == "sweep"
 
 
-class _Portal:
-    """A real HTTP endpoint standing in for the provincial e-tax login page."""
-
-    def __init__(self):
-        from ledgerguard.embedded import free_port
-
-        outer = self
-        self.hits = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.hits += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_the_probe_sweep_probes_live_targets_into_the_probe_log(live):
     import pandas as pd
 
@@ -89,7 +57,7 @@ def test_the_probe_sweep_probes_live_targets_into_the_probe_log(live):
     path = probes.targets_path(runtime.agency)
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     primary = next(t for t in raw["targets"] if t["kind"] == "etax" and t.get("role", "primary") == "primary")
-    with _Portal() as portal:
+    with HttpStub([200]) as portal:
         primary.update(live=True, url=f"http://127.0.0.1:{portal.port}/login")
         path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
         before = len(pd.read_csv(probes.probe_log_path(runtime.agency)))

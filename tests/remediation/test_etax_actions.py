@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -14,41 +12,7 @@ from ledgerguard.embedded import free_port
 from ledgerguard.remediation import ActionContext, ActionFailed, get_action
 from ledgerguard.remediation.etax import queue_path, read_queue
 from ledgerguard.sources import probes as src
-
-
-class Switchable:
-    """A real server whose answer (``status``) the test changes between requests."""
-
-    def __init__(self, status=502):
-        self.status = status
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self):
-                self.send_response(outer.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_GET = do_HEAD = _answer
-
-            def log_message(self, *args):
-                pass
-
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.httpd.daemon_threads = True
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
+from tests.support.http_stub import HttpStub
 
 
 def point_targets(agency, portal_url=None, control_url=None):
@@ -68,7 +32,7 @@ def actx(agency, scratch, now=None, **params):
 
 
 def test_confirm_external_when_the_portal_fails_and_controls_answer(agency, scratch):
-    with Switchable(502) as portal, Switchable(200) as control:
+    with HttpStub([502]) as portal, HttpStub([200]) as control:
         point_targets(agency, portal.url, control.url)
         result = get_action("etax.confirm_external")(actx(agency, scratch))
     assert result.ok and result.output["verdict"] == "external"
@@ -115,7 +79,7 @@ def test_queue_then_retry_when_the_portal_returns(agency, scratch):
     again = get_action("filing.queue")(actx(agency, scratch, now=now))
     assert again.output["newly_queued"] == 0 and again.output["already_queued"] == len(unfiled)  # idempotent
     assert len(read_queue(agency)) == len(unfiled) and queue_path(agency).is_file()
-    with Switchable(502) as portal:
+    with HttpStub([502]) as portal:
         point_targets(agency, portal.url)
         with pytest.raises(ActionFailed, match="still not answering"):
             get_action("filing.retry")(actx(agency, scratch))
