@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import datetime, timezone
 
 import pytest
 from typer.testing import CliRunner
@@ -65,3 +66,19 @@ def test_audit_verify_names_an_edited_timeline_entry(lg_home):
 def test_commands_have_help(args):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+
+
+def test_sample_scenario_plants_it_and_says_how_to_run_it(lg_home, tmp_path):
+    from ledgerguard.agency import load_agency
+    from ledgerguard.backups import newest_good_backup
+
+    target = tmp_path / "agency"
+    result = runner.invoke(app, ["sample", "--scenario", "d", "--out", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "expected level 3" in result.output and "ledgerguard run backup-failure --target nightly" in result.output
+    agency = load_agency(target)
+    newest = newest_good_backup(agency)
+    assert newest is not None and newest.age_hours(datetime.now(timezone.utc)) >= 74  # scenario D: 75 h old
+
+    unknown = runner.invoke(app, ["sample", "--scenario", "Z", "--out", str(tmp_path / "other")])
+    assert unknown.exit_code == 2 and "A e-tax" not in unknown.output and "unknown scenario" in unknown.output
