@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ledgerguard.agency.models import AgencyDataError
+from ledgerguard.sources import read_text_csv
 
 __all__ = ["AGENCY_ID", "COLUMNS", "FILE", "ITEMS", "read_items", "write_items", "year_from_resource"]
 
@@ -53,15 +54,7 @@ def items_path(agency: Any) -> Path:
 def read_items(agency: Any, path: Path | None = None) -> tuple[Path, pd.DataFrame]:
     """Validated items (``row`` = line number in the file), unknown clients/items rejected."""
     path = Path(path or items_path(agency))
-    if not path.is_file():
-        raise AgencyDataError(path, "file not found (the annual-items tracker)")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except Exception as exc:  # noqa: BLE001
-        raise AgencyDataError(path, f"not a readable CSV: {exc}") from None
-    for col in COLUMNS[:4]:
-        if col not in raw.columns:
-            raise AgencyDataError(path, "line 1: required column missing", field=col)
+    raw = read_text_csv(path, "the annual-items tracker", COLUMNS[:4])
     if "submitted_at" not in raw.columns:
         raw["submitted_at"] = ""
     raw = raw.map(lambda v: str(v).strip())

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ledgerguard.agency.models import AgencyDataError
+from ledgerguard.sources import read_text_csv
 
 __all__ = ["INVENTORY", "INVENTORY_COLUMNS", "inventory_path", "read_inventory", "write_inventory"]
 
@@ -32,15 +33,7 @@ def inventory_path(agency) -> Path:
 def read_inventory(agency) -> pd.DataFrame:
     """The inventory with ``not_after`` as an aware UTC timestamp (a date = end of day, local)."""
     path = inventory_path(agency)
-    if not path.is_file():
-        raise AgencyDataError(path, "file not found (the certificate/UKey inventory)")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise AgencyDataError(path, f"not a readable CSV: {exc}") from None
-    for col in INVENTORY_COLUMNS[:4]:
-        if col not in df.columns:
-            raise AgencyDataError(path, "required column missing", field=col)
+    df = read_text_csv(path, "the certificate/UKey inventory", INVENTORY_COLUMNS[:4])
     if "holder" not in df.columns:
         df["holder"] = ""
     unknown = ~df["client_id"].map(agency.has_client).astype(bool)

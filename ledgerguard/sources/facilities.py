@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 
 from ledgerguard.agency.models import AgencyDataError
-from ledgerguard.sources import jsonl_objects
+from ledgerguard.sources import jsonl_objects, read_text_csv
 
 SITES_FILE = ("facility_sites", "facilities/sites.yaml")
 ALARMS_FILE = ("facility_alarms", "facilities/alarms.jsonl")
@@ -175,15 +175,7 @@ def device_states(alarms: pd.DataFrame, site_id: str, source: str, devices: list
 
 def read_presence(agency) -> pd.DataFrame:
     path = presence_path(agency)
-    if not path.is_file():
-        raise AgencyDataError(path, "file not found (the staff presence export)")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except Exception as exc:  # noqa: BLE001
-        raise AgencyDataError(path, f"not a readable CSV: {exc}") from None
-    for col in PRESENCE_COLUMNS:
-        if col not in df.columns:
-            raise AgencyDataError(path, "required column missing", field=col)
+    df = read_text_csv(path, "the staff presence export", PRESENCE_COLUMNS)
     for col in ("clocked_in_at", "clocked_out_at", "last_seen_at", "exported_at"):
         parsed = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
         required = col == "exported_at"

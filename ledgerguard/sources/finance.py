@@ -28,6 +28,7 @@ import pandas as pd
 
 from ledgerguard.agency.models import AgencyDataError
 from ledgerguard.masking import mask_text
+from ledgerguard.sources import read_text_csv
 
 __all__ = ["TABLES", "Table", "mask_account", "read", "write"]
 
@@ -95,15 +96,7 @@ def read(agency: Any, table: str, *, check_clients: bool = True) -> tuple[Path, 
     """Read and validate one table; ``line`` is the CSV line number (header = 1)."""
     spec = TABLES[table]
     path = path_of(agency, table)
-    if not path.is_file():
-        raise AgencyDataError(path, f"file not found (the {table.replace('_', ' ')} export)")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except Exception as exc:  # noqa: BLE001
-        raise AgencyDataError(path, f"not a readable CSV: {exc}") from None
-    for col in spec.required:
-        if col not in raw.columns:
-            raise AgencyDataError(path, "line 1: required column missing", field=col)
+    raw = read_text_csv(path, f"the {table.replace('_', ' ')} export", spec.required)
     raw = raw.map(lambda v: str(v).strip())
     line = pd.Series(raw.index + 2, index=raw.index)
     known = set(agency.client_ids) if check_clients else None

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ledgerguard.agency.models import AgencyDataError, validation_error
 from ledgerguard.masking import mask_text
+from ledgerguard.sources import read_text_csv
 
 __all__ = [
     "PROBE_LOG_COLUMNS", "ProbeResult", "ProbeTarget", "ProbeTargets", "FailureRun",
@@ -319,17 +320,9 @@ def read_probe_log(agency, *, path: Path | None = None) -> pd.DataFrame:
     """The probe log as a DataFrame: target (str), at (UTC datetime), ok (bool), status (Int64),
     elapsed_ms (float), error (str), line (line number in the file)."""
     path = path or probe_log_path(agency)
-    if not path.is_file():
-        raise AgencyDataError(path, "file not found (the probe log sweeps append to)")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except pd.errors.EmptyDataError:
+    df = read_text_csv(path, "the probe log sweeps append to", PROBE_LOG_COLUMNS, empty_ok=True)
+    if df.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in PROBE_LOG_COLUMNS + ["line"]})
-    except Exception as exc:  # noqa: BLE001
-        raise AgencyDataError(path, f"not a readable CSV: {exc}") from None
-    for col in PROBE_LOG_COLUMNS:
-        if col not in df.columns:
-            raise AgencyDataError(path, "required column missing", field=col)
     df["line"] = range(2, len(df) + 2)
     at = pd.to_datetime(df["at"], utc=True, errors="coerce", format="ISO8601")
     bad = at.isna()
@@ -555,17 +548,7 @@ FILING_ERROR_COLUMNS = ["at", "portal", "client_id", "tax", "error_code", "messa
 def read_filing_errors(agency) -> pd.DataFrame:
     """The filing-error export (one row per failed submission): at, portal, client_id, tax, error_code, message."""
     path = agency.data_file(*FILING_ERRORS_FILE)
-    if not path.is_file():
-        raise AgencyDataError(path, "file not found (the filing error export)")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except pd.errors.EmptyDataError:
-        df = pd.DataFrame(columns=FILING_ERROR_COLUMNS)
-    except Exception as exc:  # noqa: BLE001
-        raise AgencyDataError(path, f"not a readable CSV: {exc}") from None
-    for col in FILING_ERROR_COLUMNS:
-        if col not in df.columns:
-            raise AgencyDataError(path, "required column missing", field=col)
+    df = read_text_csv(path, "the filing error export", FILING_ERROR_COLUMNS, empty_ok=True)
     at = pd.to_datetime(df["at"], utc=True, errors="coerce", format="ISO8601")
     if at.isna().any():
         i = int(at.isna().idxmax())
@@ -666,15 +649,7 @@ def read_sync_status(agency) -> pd.DataFrame:
     """The SaaS sync-status export: per client and service the last successful sync and when the
     export checked it (``checked_at``): the lag is measured at that moment, as the export saw it."""
     path = sync_status_path(agency)
-    if not path.is_file():
-        raise AgencyDataError(path, "file not found (the SaaS sync-status export)")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except Exception as exc:  # noqa: BLE001
-        raise AgencyDataError(path, f"not a readable CSV: {exc}") from None
-    for col in SYNC_COLUMNS[:4]:
-        if col not in df.columns:
-            raise AgencyDataError(path, "required column missing", field=col)
+    df = read_text_csv(path, "the SaaS sync-status export", SYNC_COLUMNS[:4])
     for col in ("last_sync_at", "checked_at"):
         parsed = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
         bad = parsed.isna() & (df[col].str.strip() != "") if col == "last_sync_at" else parsed.isna()
@@ -701,28 +676,3 @@ def write_sync_status(path: Path, df: pd.DataFrame) -> None:
     tmp = path.with_name(path.name + ".tmp")
     out[SYNC_COLUMNS].to_csv(tmp, index=False, encoding="utf-8")
     os.replace(tmp, path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ledgerguard.sources.probes sweep --agency DIR [--all]``: probe the live targets
-    (or every target with ``--all``) once and append the results to the probe log."""
-    import argparse
-
-    from ledgerguard.agency import load_agency
-
-    parser = argparse.ArgumentParser(prog="python -m ledgerguard.sources.probes")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sw = sub.add_parser("sweep", help="probe once and append to the probe log")
-    sw.add_argument("--agency", required=True, help="agency folder")
-    sw.add_argument("--all", action="store_true", help="probe every target, not only live: true")
-    args = parser.parse_args(argv)
-    agency = load_agency(args.agency)
-    results = sweep(agency, live_only=not args.all)
-    for r in results:
-        print(f"{r.target}\t{'ok' if r.ok else 'FAIL'}\t{r.status or '-'}\t{r.elapsed_ms:.0f} ms\t{r.error}")
-    print(f"{len(results)} result(s) appended to {probe_log_path(agency)}")
-    return 0 if all(r.ok for r in results) else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
