@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -13,53 +11,7 @@ import yaml
 from ledgerguard.agency.models import AgencyDataError
 from ledgerguard.embedded import free_port
 from ledgerguard.sources import probes as src
-
-
-class ScriptedServer:
-    """A real HTTP server on a free local port; each request takes the next mode of ``script``
-    (an HTTP status, or ``"sleep"`` to answer only after ``sleep_s``); the last mode repeats."""
-
-    def __init__(self, script, sleep_s: float = 1.5):
-        self.script = list(script)
-        self.sleep_s = sleep_s
-        self.hits = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self):
-                mode = outer.script[min(outer.hits, len(outer.script) - 1)]
-                outer.hits += 1
-                if mode == "sleep":
-                    time.sleep(outer.sleep_s)
-                    mode = 200
-                body = b"{}" if mode == 200 else b"<html>502 Bad Gateway</html>"
-                self.send_response(int(mode))
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_GET = do_HEAD = do_POST = _answer
-
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+from tests.support.http_stub import HttpStub
 
 
 def target(url: str, **kw) -> src.ProbeTarget:
@@ -68,7 +20,7 @@ def target(url: str, **kw) -> src.ProbeTarget:
 
 
 def test_probe_records_ok_then_502_then_timeout_without_raising():
-    with ScriptedServer([200, 502, "sleep"]) as server:
+    with HttpStub([200, 502, "sleep"]) as server:
         t = target(server.url + "/login")
         ok = src.probe(t)
         bad = src.probe(t)
@@ -87,7 +39,7 @@ def test_probe_connection_refused_and_bad_url_are_results():
 
 
 def test_expect_status_list_accepts_a_redirect():
-    with ScriptedServer([302]) as server:
+    with HttpStub([302]) as server:
         assert src.probe(target(server.url, expect_status=[200, 302])).ok
         assert not src.probe(target(server.url)).ok
 
@@ -108,7 +60,7 @@ def test_sweep_appends_live_results_to_the_log(agency):
     path = src.targets_path(agency)
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     before = len(src.read_probe_log(agency))
-    with ScriptedServer([200, 502]) as server:
+    with HttpStub([200, 502]) as server:
         spec["targets"][0].update(url=server.url + "/sso/login", live=True, timeout_s=1)
         path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
         now = datetime.now(timezone.utc)
@@ -179,14 +131,3 @@ def test_calendar_puts_the_october_2026_deadline_on_the_26th():
     assert src.period_deadline(cal, "2026-09") == datetime(2026, 10, 26, 23, 59, 59, tzinfo=SHANGHAI)
     assert src.current_period(datetime(2026, 10, 26, 8, 40, tzinfo=timezone.utc), SHANGHAI) == "2026-09"
     assert src.current_period(datetime(2026, 1, 5, tzinfo=timezone.utc), SHANGHAI) == "2025-12"
-
-
-def test_sweep_command_line(agency, capsys):
-    path = src.targets_path(agency)
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    with ScriptedServer([200]) as server:
-        spec["targets"][0].update(url=server.url + "/sso/login", live=True)
-        path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
-        code = src.main(["sweep", "--agency", str(agency.root)])
-    out = capsys.readouterr().out
-    assert code == 0 and "1 result(s) appended" in out and spec["targets"][0]["name"] in out
