@@ -7,6 +7,7 @@ Naive datetimes passed in are taken as Asia/Shanghai local time.
 from __future__ import annotations
 
 import calendar as _stdcal
+import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -49,6 +50,17 @@ def _is_workday(day: date) -> bool:
             f"chinese_calendar has no holiday data for {day.year} ({exc}); "
             "upgrade the chinese-calendar package once the State Council publishes that year's holidays"
         ) from exc
+
+
+def is_working_day(day: date) -> bool:
+    """A working day in China (weekdays except public holidays, plus 调休 make-up days). For a
+    year the installed package has no data for, Monday–Friday, with a warning: a notification or
+    a sample must not fail for want of a holiday table (deadlines use the strict check)."""
+    try:
+        return _is_workday(day)
+    except CalendarError as exc:
+        logging.getLogger("ledgerguard.calendar").warning("%s; taking Monday–Friday as working days", exc)
+        return day.weekday() < 5
 
 
 def working_days_between(start: datetime, end: datetime) -> int:

@@ -231,6 +231,91 @@ def incidents(home: Optional[Path] = None, all_: bool = typer.Option(False, "--a
 
 
 @app.command()
+def oncall(at: Optional[str] = typer.Option(None, "--at", help="ISO 8601 moment to look at (default: now); "
+                                                                "without an offset it is the agency's local time"),
+           days: int = typer.Option(0, "--days", min=0, max=62, help="Also list every shift of the next N days"),
+           home: Optional[Path] = typer.Option(None, "--home", help="LedgerGuard home folder")) -> None:
+    """Who is on call now and next, per role; the quiet hours and whether now is inside them."""
+    _use_home(home)
+    from datetime import timezone
+
+    from ledgerguard.agency import load_agency
+    from ledgerguard.agency.models import AgencyDataError
+    from ledgerguard.masking import mask_text
+    from ledgerguard.models import Level
+    from ledgerguard.oncall import service as roster_service
+
+    language = get_settings().language
+    en = language == "en"
+    t = (lambda zh, english: english if en else zh)
+    try:
+        agency = load_agency(get_settings().agency_path)
+        roster = roster_service.load_roster(agency=agency)
+    except AgencyDataError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    tz = roster_service.roster_tz(roster)
+    if at:
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError:
+            err.print(t(f"--at: 无法识别的时间 {at!r}（ISO 8601，例如 2026-10-09T23:00+08:00）",
+                        f"--at: {at!r} is not an ISO 8601 moment (e.g. 2026-10-09T23:00+08:00)"), highlight=False)
+            raise typer.Exit(2) from None
+    else:
+        moment = datetime.now(timezone.utc)
+    now = moment.replace(tzinfo=tz) if moment.tzinfo is None else moment.astimezone(tz)
+
+    def who(person) -> str:
+        return mask_text(f"{person.name} ({person.id})" + (f" {person.phone}" if person.phone else ""))
+
+    def stamp(moment_: datetime) -> str:
+        return moment_.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+    table = Table(t("角色", "role"), t("当前值班", "on call now"), t("交接时间", "hand-over"),
+                  t("下一位", "next"), t("备注", "note"),
+                  title=t(f"值班表 {stamp(now)}（{tz.key}）", f"On call at {stamp(now)} ({tz.key})"))
+    for role in roster.rotations:
+        shift = roster_service.shift_at(roster=roster, role=role, at=now)
+        current = roster_service.on_call(roster=roster, contacts=agency.contacts, role=role, at=now)
+        handover = roster_service.next_handover(roster=roster, role=role, at=now)
+        following = roster_service.on_call(roster=roster, contacts=agency.contacts, role=role, at=handover)
+        note = (t(f"临时替班：{shift.override_reason}", f"override: {shift.override_reason}")
+                if shift.is_override else "")
+        table.add_row(role, who(current), stamp(handover), who(following), mask_text(note))
+    console.print(table)
+
+    quiet = roster.quiet_hours
+    waiting = "、".join(Level(v).label(language) for v in quiet.levels) if not en else \
+        ", ".join(Level(v).label(language) for v in quiet.levels)
+    inside = roster_service.is_quiet(roster=roster, at=now)
+    working = roster_service.is_working_day(now.date())
+    console.print(t(f"静默时段 {quiet.hours}（{waiting or '无'}等待；一级/二级始终立即发送）"
+                    + ("；非工作日全天静默" if quiet.non_working_days else ""),
+                    f"Quiet hours {quiet.hours} ({waiting or 'nothing'} waits; levels 1/2 always go out at once)"
+                    + ("; non-working days are quiet all day" if quiet.non_working_days else "")),
+                  highlight=False, soft_wrap=True)
+    day_kind = t("工作日" if working else "非工作日", "a working day" if working else "a non-working day")
+    if inside:
+        release = stamp(roster_service.delivery_time(roster=roster, level=max(quiet.levels or [4]), at=now))
+        console.print(t(f"现在在静默时段内（今天是{day_kind}）；{waiting or '四级'}通知将于 {release} 发送",
+                        f"Now is inside quiet hours (today is {day_kind}); {waiting or 'level 4'} "
+                        f"notifications go out at {release}"), highlight=False, soft_wrap=True)
+    else:
+        console.print(t(f"现在不在静默时段内（今天是{day_kind}）；所有级别立即发送",
+                        f"Now is outside quiet hours (today is {day_kind}); every level goes out at once"),
+                      highlight=False, soft_wrap=True)
+
+    if days:
+        plan = Table(t("角色", "role"), t("开始", "from"), t("结束", "until"), t("值班人", "on call"),
+                     t("备注", "note"), title=t(f"未来 {days} 天排班", f"Shifts of the next {days} day(s)"))
+        for shift in roster_service.schedule(roster=roster, contacts=agency.contacts, start=now, days=days):
+            plan.add_row(shift.role, stamp(shift.starts), stamp(shift.ends), who(shift.person),
+                         mask_text(shift.override_reason or ""))
+        console.print(plan)
+
+
+@app.command()
 def ui(home: Optional[Path] = None, port: int = 4200) -> None:
     """Start the embedded Prefect server (and its UI) on this home's run history; Ctrl-C stops it."""
     _use_home(home)

@@ -10,20 +10,12 @@ from typing import Any
 
 import yaml
 
+from ledgerguard.calendar import is_working_day
 from ledgerguard.sources import facilities as src
 
 NAME = "facilities"
 SITE = "main"
 WORK_START, WORK_END = time(9, 0), time(18, 0)
-
-
-def _is_workday(day) -> bool:
-    try:
-        import chinese_calendar
-
-        return chinese_calendar.is_workday(day)
-    except (ImportError, NotImplementedError):
-        return day.weekday() < 5
 
 
 def generate(ctx) -> dict[str, Any]:
@@ -54,7 +46,7 @@ def generate(ctx) -> dict[str, Any]:
     apath.write_text("", encoding="utf-8")
     src.append_alarms(agency, alarms)
 
-    working = _is_workday(local.date()) and WORK_START <= local.time() <= WORK_END
+    working = is_working_day(local.date()) and WORK_START <= local.time() <= WORK_END
     today_in = datetime.combine(local.date(), WORK_START, tzinfo=local.tzinfo)
     ppath = src.presence_path(agency)
     with open(ppath, "w", newline="", encoding="utf-8") as fh:
