@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ledgerguard.agency.service import LoadedAgency
     from ledgerguard.catalog.service import Catalog
     from ledgerguard.channels.contacts import Contacts
+    from ledgerguard.oncall.models import Roster
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Runtime:
     _engine: "Engine | None" = None
     _agency: "LoadedAgency | None" = None
     _contacts: "Contacts | None" = None
+    _roster: "Roster | None | bool" = False  # False: not read yet; None: the agency keeps no roster
 
     @property
     def catalog(self) -> "Catalog":
@@ -67,6 +69,18 @@ class Runtime:
 
                 self._contacts = load_contacts(self.settings.contacts_path)
             return self._contacts
+
+    @property
+    def roster(self) -> "Roster | None":
+        """The on-call roster (rotations, overrides, quiet hours), or None without a roster file."""
+        agency = self.agency  # takes the lock itself
+        with self._lock:
+            if self._roster is False:
+                from ledgerguard.oncall.service import DEFAULT_ROSTER_FILE, load_roster
+
+                present = agency.data_file("roster", DEFAULT_ROSTER_FILE).is_file()
+                self._roster = load_roster(agency=agency) if present else None
+            return self._roster
 
     @contextmanager
     def session(self) -> Iterator["Session"]:

@@ -44,6 +44,7 @@ def _incident_from_tags(tags) -> str | None:
 @task(name="page-duty-lead", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def page_for_failed_run(failed_run_id: str, state: str) -> dict:
     from ledgerguard.channels.contacts import management_recipients, resolve_recipients
+    from ledgerguard.response.notifying import on_call_now
     from ledgerguard.channels.messaging import render_message
     from ledgerguard.register import service as register
     from ledgerguard.response.notifying import send_once
@@ -92,7 +93,9 @@ def page_for_failed_run(failed_run_id: str, state: str) -> dict:
         else:
             incident_view = None
 
-    routing = resolve_recipients(contacts=runtime.contacts, roles=["duty_lead"])
+    # the duty lead on call now (the roster's rotation), else everyone holding the role
+    routing = resolve_recipients(contacts=runtime.contacts, roles=["duty_lead"],
+                                 on_call=on_call_now(runtime=runtime, roles=["duty_lead"]))
     recipients = [r for r in routing.recipients if r.channel == "email"] or routing.recipients
     if not recipients:
         logger.error("no duty lead in contacts; paging the management list instead")

@@ -231,13 +231,16 @@ def resolve_recipients(
     contacts: Contacts,
     roles: list[str],
     extra_people: dict[str, list[str]] | None = None,
+    on_call: dict[str, str] | None = None,
 ) -> Routing:
     """Roles → people → their channels, in role order, each (person, channel) once.
 
     ``extra_people`` maps a role that is not a staff role (e.g. ``client_accountant``) to person
-    ids. A role that matches nobody (or only unknown person ids) lands in ``unresolved_roles``.
+    ids. ``on_call`` maps a role on a rotation to the one person on call for it: only that
+    person is reached for the role, not everyone who holds it. A role that matches nobody (or
+    only unknown person ids) lands in ``unresolved_roles``.
     """
-    extra_people = extra_people or {}
+    extra_people = {**(extra_people or {}), **{role: [pid] for role, pid in (on_call or {}).items()}}
     recipients: list[Recipient] = []
     unresolved: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -248,7 +251,8 @@ def resolve_recipients(
                 person = contacts.person(pid)
                 if person is not None and person not in people:
                     people.append(person)
-        people += [p for p in contacts.people if role in p.roles and p not in people]
+        if role not in (on_call or {}):
+            people += [p for p in contacts.people if role in p.roles and p not in people]
         found = False
         for person in people:
             for r in _person_recipients(person, role):

@@ -21,8 +21,9 @@ def recipient_label(recipient) -> str:
     return f"{recipient.person_id}:{recipient.channel}:{recipient.address}"
 
 
-def route(*, runtime, entry, level: int, affected_clients: list[str]):
-    """People to notify for this level, with each affected client's own accountant."""
+def route(*, runtime, entry, level: int, affected_clients: list[str], at=None):
+    """People to notify for this level: for a role on a rotation the person on call at ``at``
+    (now), for other roles everyone who holds them; and each affected client's own accountant."""
     from ledgerguard.channels.contacts import resolve_recipients
 
     roles = entry.roles_for(level)
@@ -34,7 +35,20 @@ def route(*, runtime, entry, level: int, affected_clients: list[str]):
             except Exception:  # noqa: BLE001 — an unknown client shows up as an unresolved role
                 continue
     return resolve_recipients(contacts=runtime.contacts, roles=list(roles),
-                              extra_people={"client_accountant": accountants})
+                              extra_people={"client_accountant": accountants},
+                              on_call=on_call_now(runtime=runtime, roles=list(roles), at=at))
+
+
+def on_call_now(*, runtime, roles: list[str], at=None) -> dict[str, str]:
+    """For each role on a rotation in the agency's roster, the person on call at ``at`` (now)."""
+    from ledgerguard.models import utcnow
+    from ledgerguard.oncall.service import on_call_id
+
+    roster = runtime.roster
+    if roster is None:
+        return {}
+    at = at or utcnow()
+    return {role: on_call_id(roster=roster, role=role, at=at) for role in roles if role in roster.rotations}
 
 
 def send_once(

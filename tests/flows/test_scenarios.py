@@ -57,7 +57,14 @@ def mails(sink) -> list:
 
 
 def staff_emails(runtime, *roles: str) -> set[str]:
-    return {p.email for role in roles for p in runtime.contacts.with_role(role) if p.email}
+    """Who the roles reach now: the person on call for a role on the roster's rotation, else
+    everyone holding the role."""
+    from ledgerguard.response.notifying import on_call_now
+
+    on_call = on_call_now(runtime=runtime, roles=list(roles))
+    people = [p for role in roles for p in ([runtime.contacts.person(on_call[role])] if role in on_call
+                                            else runtime.contacts.with_role(role))]
+    return {p.email for p in people if p.email}
 
 
 def assert_emailed(sink, addresses: set[str], level_label: str) -> None:
