@@ -118,4 +118,18 @@ def run_demo(*, console: Console, clients: int = 200, client: str | None = None,
     finally:
         sink.stop()
         if not keep_server:
+            _drain_prefect_workers()
             server.stop()
+
+
+def _drain_prefect_workers() -> None:
+    """Send the run logs and events still queued in this process before the server goes away
+    (otherwise Prefect reports "Error logging to API" after the demo has finished)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=5)
+        except Exception:  # noqa: BLE001 — best effort at shutdown; the history is already stored
+            pass
