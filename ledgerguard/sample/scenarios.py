@@ -75,8 +75,9 @@ def _inject(agency, injector_id: str, resource: str, now: datetime, **kwargs: An
     return get_injector(injector_id).inject(ctx, **kwargs)
 
 
-def _plain_client(agency, *, vip: bool = False) -> str:
-    return next(c for c in agency.client_ids if agency.is_vip(c) == vip)
+def _plain_client(agency) -> str:
+    """A client that is not a VIP (a VIP bumps the level one step)."""
+    return next(c for c in agency.client_ids if not agency.is_vip(c))
 
 
 # -- A. e-tax outage on deadline day ---------------------------------------------------------------
@@ -142,13 +143,13 @@ def _plant_e(agency, now: datetime):
 
 # -- F. urgent expense claim with bad documents -----------------------------------------------------
 
-def _plant_f(agency, now: datetime, *, vip: bool = False):
-    client = _plain_client(agency, vip=vip)
+def _plant_f(agency, now: datetime):
+    client = _plain_client(agency)
     request_id = f"R{now:%Y%m%d}-{client}"
     _inject(agency, "claims.inject_urgent_request", f"claim:{request_id}", now, client=client, claims=48,
             unsupported=6)
     return (UrgentClaimRequest(request_id=request_id, observed_at=now, source="scenario", requested_by="scenario-F"),
-            {"client": client, "vip": vip, "claims": 48, "unsupported": 6})
+            {"client": client, "claims": 48, "unsupported": 6})
 
 
 SCENARIOS: dict[str, Scenario] = {s.id: s for s in (
