@@ -28,6 +28,7 @@ from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Interval
 
 from flows import EMERGENCY_FLOWS
+from flows.people import approval_deadline, checklist, escalation, escalation_sweep
 from flows.sweeps import backup_sweep, deadline_sweep, ledger_sweep, probe_sweep, security_sweep
 from flows.watchdog import page_duty_lead, resolve_incident
 from ledgerguard.config import get_settings
@@ -164,6 +165,28 @@ def build_deployments(timezone: str | None = None) -> list[DeploymentSpec]:
             "resolve-incident", resolve_incident, "flows/watchdog.py:resolve_incident",
             "事件恢复 — a resolve from monitoring: note it on the incident's timeline and send the report",
             tags=("lifecycle",), triggers=(resolved_trigger(),)),
+        DeploymentSpec(
+            "escalation", escalation, "flows/people.py:escalation",
+            "升级 — one round of an incident's escalation chain: notify, then hold the acknowledgement form "
+            "until the next round (started by the emergency runs, each round scheduled by the one before)",
+            tags=("people",)),
+        DeploymentSpec(
+            "checklist", checklist, "flows/people.py:checklist",
+            "人工步骤清单 — an incident's open manual steps as a form to tick (started by the emergency runs)",
+            tags=("people",)),
+        DeploymentSpec(
+            "approval-deadline", approval_deadline, "flows/people.py:approval_deadline",
+            "审批期限 — the end of an approval's wait: wake the suspended emergency run, which records the "
+            "time-out, pages the duty lead and goes on as the catalog says",
+            tags=("people",)),
+        DeploymentSpec(
+            "escalation-sweep", escalation_sweep, "flows/people.py:escalation_sweep",
+            "升级巡检 — every 5 minutes: open incidents whose escalation never started (opened by a run "
+            "outside the served stack) get it now, with the notifications quiet hours held back",
+            tags=("sweep", "people"),
+            schedules=(Interval(timedelta(minutes=5), anchor_date=midnight + timedelta(minutes=1), timezone=tz,
+                                slug="every-5-min"),),
+            concurrency_limit=1),
         DeploymentSpec(
             WATCHDOG_DEPLOYMENT, page_duty_lead, "flows/watchdog.py:page_duty_lead",
             "值班负责人告警 — an emergency run failed or crashed: page the duty lead, keep the incident open",

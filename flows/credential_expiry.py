@@ -8,7 +8,7 @@ from flows.respond import run_respond
 from ledgerguard.response.models import CredentialExpiryRequest, ResponseOutcome
 
 
-@flow(name="credential-expiry", flow_run_name="credential-expiry-{request.client_id}", validate_parameters=True)
+@flow(name="credential-expiry", flow_run_name="credential-expiry-{request.client_id}", validate_parameters=True, persist_result=True)
 def credential_expiry(request: CredentialExpiryRequest) -> ResponseOutcome:
     """Certificates and UKeys expiring before the next deadline."""
     return run_respond(request.to_request())

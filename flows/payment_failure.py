@@ -8,7 +8,7 @@ from flows.respond import run_respond
 from ledgerguard.response.models import PaymentFailureRequest, ResponseOutcome
 
 
-@flow(name="payment-failure", flow_run_name="payment-failure-{request.client_id}", validate_parameters=True)
+@flow(name="payment-failure", flow_run_name="payment-failure-{request.client_id}", validate_parameters=True, persist_result=True)
 def payment_failure(request: PaymentFailureRequest) -> ResponseOutcome:
     """Failed tax debits, unverified bank-account changes."""
     return run_respond(request.to_request())

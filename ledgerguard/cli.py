@@ -216,18 +216,136 @@ def run_emergency(emergency_type: str = typer.Argument(..., help="Catalog id, e.
 def incidents(home: Optional[Path] = None, all_: bool = typer.Option(False, "--all", help="Include resolved and closed")) -> None:
     """List incidents in the register."""
     _use_home(home)
+    from rich.markup import escape
+
+    from ledgerguard.acknowledgement.service import mtta_seconds
     from ledgerguard.register import service as register
     from ledgerguard.runtime import get_runtime
 
     runtime = get_runtime()
-    table = Table("id", "type", "resource", "level", "status", "opened")
+    from rich.table import Column
+
+    table = Table(Column("id", overflow="fold"), "type", "resource", "level", "status", "opened", "acknowledged by",
+                  "MTTA (min)")
     with runtime.session() as db_session:
         for incident in register.list_incidents(db_session=db_session):
             if not all_ and incident.status in ("resolved", "closed"):
                 continue
-            table.add_row(incident.id, incident.emergency_type, incident.resource,
-                          str(incident.level or "—"), incident.status, str(incident.opened_at))
+            seconds = mtta_seconds(incident)
+            by = (f"{incident.acknowledged_by} ({incident.acknowledged_via})" if incident.acknowledged_via
+                  else incident.acknowledged_by) if incident.acknowledged_by else "—"
+            table.add_row(incident.id, incident.emergency_type, escape(incident.resource),
+                          str(incident.level or "—"), incident.status, str(incident.opened_at), escape(by),
+                          f"{seconds / 60:.1f}" if seconds is not None else "—")
     console.print(table)
+
+
+class _AckRefused(Exception):
+    """`ledgerguard ack` cannot acknowledge: the message says why (exit 1)."""
+
+
+MIN_ID_PREFIX = 6
+
+
+def _find_incident(db_session, ref: str, t=lambda zh, english: english):
+    """The incident whose id is ``ref``, or the only one whose id starts with it (>= 6 chars)."""
+    from sqlalchemy import select
+
+    from ledgerguard.register.models import Incident
+
+    ref = ref.strip()
+    incident = db_session.get(Incident, ref) if ref else None
+    if incident is not None:
+        return incident
+    if len(ref) < MIN_ID_PREFIX:
+        raise _AckRefused(t(f"登记簿中没有事件 {ref!r}（编号前缀至少 {MIN_ID_PREFIX} 个字符）",
+                            f"incident {ref!r} not found in the register (a prefix needs at least "
+                            f"{MIN_ID_PREFIX} characters)"))
+    found = list(db_session.scalars(select(Incident).where(Incident.id.startswith(ref, autoescape=True))
+                                    .order_by(Incident.opened_at.desc()).limit(6)))
+    if not found:
+        raise _AckRefused(t(f"登记簿中没有事件 {ref!r}", f"incident {ref!r} not found in the register"))
+    if len(found) > 1:
+        listed = ", ".join(f"{i.id} ({i.emergency_type}, {i.status})" for i in found[:5]) + (" …" if len(found) > 5 else "")
+        raise _AckRefused(t(f"编号前缀 {ref!r} 对应多个事件：{listed}", f"incident prefix {ref!r} is ambiguous: {listed}"))
+    return found[0]
+
+
+def _escalation_api(home: Path) -> Optional[str]:
+    """Prefect's API for stopping the escalation: PREFECT_API_URL, `ledgerguard up`'s server on
+    this home (stack.json), or `ledgerguard ui` on its default port when this home has run one."""
+    from ledgerguard.embedded import server_is_healthy
+    from ledgerguard.intake.app import prefect_api_url
+
+    url = prefect_api_url(home)
+    if url is None and (home / "prefect").is_dir() and server_is_healthy("http://127.0.0.1:4200/api", timeout=1):
+        url = "http://127.0.0.1:4200/api"
+    return url
+
+
+@app.command()
+def ack(incident: str = typer.Argument(..., help="Incident id (or a unique prefix of at least 6 characters)"),
+        by: str = typer.Option(..., "--by", help="Your person id in contacts.yaml"),
+        note: str = typer.Option("", "--note", help="A note for the timeline"),
+        home: Optional[Path] = typer.Option(None, "--home", help="LedgerGuard home folder")) -> None:
+    """Acknowledge (take over) an incident: the timeline records who, how and when; escalation stops."""
+    _use_home(home)
+    from rich.markup import escape
+
+    from ledgerguard.acknowledgement.service import UnknownPerson, acknowledge, check_person, mtta_seconds
+    from ledgerguard.channels.contacts import ContactsError
+    from ledgerguard.channels.messaging import format_dt
+    from ledgerguard.runtime import get_runtime
+
+    settings = get_settings()
+    en = settings.language == "en"
+    t = (lambda zh, english: english if en else zh)
+    runtime = get_runtime()
+    try:
+        person_id = check_person(contacts=runtime.contacts, person_id=by)
+        with runtime.session() as db_session:
+            found = _find_incident(db_session, incident, t)
+
+            def refuse_closed() -> None:
+                if not found.is_open:
+                    raise _AckRefused(t(f"事件 {found.id} 已{'恢复' if found.status == 'resolved' else '关闭'}"
+                                        f"（{found.status}），不能再确认接手",
+                                        f"incident {found.id} is {found.status}: it cannot be acknowledged any more"))
+
+            refuse_closed()
+            result = acknowledge(db_session=db_session, incident_id=found.id, by=person_id, via="cli", note=note)
+            refuse_closed()  # again under the row lock acknowledge took (resolved meanwhile: rolled back)
+            seconds = mtta_seconds(found)
+            title = found.title or found.emergency_type
+    except UnknownPerson as exc:
+        err.print(t(f"未知的确认人：{exc}", str(exc)), style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(1) from None
+    except (ContactsError, _AckRefused) as exc:
+        err.print(str(exc), style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(1) from None
+
+    tz = settings.timezone
+    table = Table(show_header=False, title=t("已确认接手", "Acknowledged") if result.first
+                  else t("此前已确认接手（本次已记入时间线）", "Already acknowledged (this one is on the timeline too)"))
+    table.add_row(t("事件", "incident"), escape(f"{result.incident_id} — {title}"))
+    table.add_row(t("确认人", "acknowledged by"), escape(f"{result.acknowledged_by} ({result.acknowledged_via})"))
+    table.add_row(t("确认时间", "at"), format_dt(result.acknowledged_at, tz=tz))
+    table.add_row("MTTA", t(f"{seconds / 60:.1f} 分钟", f"{seconds / 60:.1f} min") if seconds is not None else "—")
+    table.add_row(t("状态", "status"), result.status)
+    console.print(table)
+
+    from ledgerguard.intake.app import stop_escalation_best_effort
+
+    api = _escalation_api(settings.home)
+    outcome = stop_escalation_best_effort(incident_id=result.incident_id, api_url=api,
+                                          message=f"acknowledged by {person_id} via cli")
+    if outcome.stopped:
+        console.print(t(f"升级已停止：结束了 {len(outcome.ended)} 个等待中的升级运行",
+                        f"escalation stopped: {len(outcome.ended)} waiting escalation run(s) ended"), highlight=False)
+    else:
+        console.print(t(f"升级将在下一轮自行停止（{outcome.reason}）",
+                        f"escalation will stop at its next round ({outcome.reason})"),
+                      highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()

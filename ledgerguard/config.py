@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: int = 5
     mail_from: str = "ledgerguard@agency.example"
 
+    public_url: str | None = Field(
+        default=None, description="how recipients reach the intake (one-click acknowledgement links); "
+                                  "default http://<intake host>:<intake port>")
+    ack_link_key: SecretStr | None = Field(
+        default=None, description="signing key of acknowledgement links; default a random key in "
+                                  "<home>/secrets/ack-link.key (give every machine of a scale-out set the same)")
+    ack_link_hours: float = Field(default=24, gt=0, le=24 * 30, description="how long an acknowledgement link works")
+    ui_url: str | None = Field(default=None, description="the Prefect UI as recipients reach it (links to the "
+                                                         "run's forms); default from PREFECT_UI_URL / PREFECT_API_URL")
+
     report_when_clear: bool = Field(default=True, description="email a report for runs that found nothing")
     flow_run_limit: int = Field(
         default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)), ge=0,
@@ -73,6 +83,14 @@ class Settings(BaseSettings):
     @property
     def scratch_dir(self) -> Path:
         return self.home / "scratch"
+
+    @property
+    def link_base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = os.environ.get("LEDGERGUARD_INTAKE_HOST", "127.0.0.1")
+        port = os.environ.get("LEDGERGUARD_INTAKE_PORT", "8600")
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
 
 @lru_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.table import Table
@@ -85,8 +86,10 @@ def run_demo(*, console: Console, clients: int = 200, client: str | None = None,
         from flows import ledger_loss
         from ledgerguard.response.models import LedgerLossRequest
 
-        state = ledger_loss(LedgerLossRequest(client_id=client_id, source="demo", requested_by="demo"),
-                            return_state=True)
+        approver = _second_person(runtime)
+        with _approver_at_the_keyboard(console, approver, server.ui_url):
+            state = ledger_loss(LedgerLossRequest(client_id=client_id, source="demo", requested_by="demo"),
+                                return_state=True)
         outcome = state.result()
         parent_run_id = str(state.state_details.flow_run_id)
         emails = sorted(set(settings.mail_dir.glob("*.eml")) - before)
@@ -110,6 +113,10 @@ def run_demo(*, console: Console, clients: int = 200, client: str | None = None,
             console.print(f"Restored: {restored[0].summary}")
         console.print(f"Prefect UI on the same history: {server.ui_url}/runs/flow-run/{parent_run_id}",
                       soft_wrap=True)
+        if outcome.incident_id and outcome.status in ("open", "mitigated"):
+            console.print(f"Take it over: ledgerguard ack {outcome.incident_id} --by <your id>  (or the one-click "
+                          "link in the notification; with `ledgerguard up` the escalation runs and its form waits "
+                          "in the UI)", soft_wrap=True)
         if not keep_server:
             console.print(f"(The server stops now; reopen the same history with: ledgerguard ui --home {settings.home})")
         console.print(f"Done in {time.time() - started:.1f} s.")
@@ -120,6 +127,54 @@ def run_demo(*, console: Console, clients: int = 200, client: str | None = None,
         if not keep_server:
             _drain_prefect_workers()
             server.stop()
+
+
+def _second_person(runtime):
+    """The demo's approver: someone who may approve the swap-in (the requester is "demo")."""
+    step = runtime.catalog.get("ledger_loss").step("swap_in")
+    return next(p for p in runtime.contacts.people if set(p.roles) & set(step.approvers))
+
+
+@contextmanager
+def _approver_at_the_keyboard(console: Console, person, ui_url: str):
+    """While the flow runs, ``person`` answers its approval form as they would in the UI's Resume
+    dialog (the same API call), so the demo shows the four-eyes pause without a browser."""
+    import contextvars
+    import threading
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.flow_runs import resume_flow_run
+
+    stop = threading.Event()
+    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+
+    def answer() -> None:
+        answered: set[str] = set()
+        while not stop.wait(0.5):
+            try:
+                with get_client(sync_client=True) as client:
+                    runs = client.read_flow_runs(flow_run_filter=paused)
+                for run in runs:
+                    key = run.state.state_details.pause_key or ""
+                    if not key.startswith("approval-") or f"{run.id}:{key}" in answered:
+                        continue
+                    console.print(f"   The swap-in waits for a second person: {ui_url}/runs/flow-run/{run.id} → "
+                                  f"Resume. {person.name} ({person.id}) approves it there.", soft_wrap=True)
+                    resume_flow_run(run.id, run_input={"approver": person.id, "decision": "approve",
+                                                       "reason": "演示：暂存账套记录数与试算平衡已核对"})
+                    answered.add(f"{run.id}:{key}")
+            except Exception:  # noqa: BLE001 — the run may have just left the pause; look again
+                continue
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(answer,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _drain_prefect_workers() -> None:

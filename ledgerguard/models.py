@@ -114,13 +114,15 @@ class ActionStatus(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
-    OPEN = "open"  # a manual step nobody has ticked yet
+    OPEN = "open"  # a manual step nobody has ticked yet, or a step waiting for its approval
+    REJECTED = "rejected"  # a person refused the approval (or nobody approved in time)
 
 
 class DeliveryStatus(str, enum.Enum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    DEFERRED = "deferred"  # waits for the end of quiet hours (``due_at``)
 
 
 class Signal(BaseModel):

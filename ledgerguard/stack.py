@@ -113,6 +113,7 @@ class Stack:
     _intake_thread: threading.Thread | None = None
     _relay_stop: threading.Event = field(default_factory=threading.Event)
     _relay_thread: threading.Thread | None = None
+    _intake_port: int = 0
 
     # -- start ------------------------------------------------------------------------------------
 
@@ -158,6 +159,12 @@ class Stack:
         self.log(f"Prefect server: UI {self._server.ui_url}  API {self._server.api_url}")
         _write_state(self.home, self.state)
 
+        # The intake's port is chosen before the flows start: every notification carries
+        # acknowledgement links that point at it.
+        self._intake_port = _pick_port(self.intake_port)
+        if not os.environ.get("LEDGERGUARD_PUBLIC_URL"):
+            os.environ["LEDGERGUARD_PUBLIC_URL"] = f"http://{self.host}:{self._intake_port}"
+        self._reload()
         self._start_serve()
         self._start_relay()
         self._start_intake()
@@ -229,7 +236,7 @@ class Stack:
             return
         import uvicorn
 
-        port = _pick_port(self.intake_port)
+        port = self._intake_port
         config = uvicorn.Config(create_app(), host=self.host, port=port, log_level="warning", lifespan="on")
         self._intake = uvicorn.Server(config)
         self._intake.install_signal_handlers = lambda: None  # signals are ours

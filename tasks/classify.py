@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import DEFAULT
 from prefect.runtime import flow_run
 
 from ledgerguard.classification.service import classify
+from ledgerguard.escalation.service import freeze_chain
 from ledgerguard.models import Detection, Stage
 from ledgerguard.register import service as register
 from ledgerguard.response.models import Classified, ResponseRequest
@@ -14,7 +15,7 @@ from ledgerguard.runtime import get_runtime
 from tasks.record import tag_flow_runs
 
 
-@task(name="classify", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="classify", retries=2, retry_delay_seconds=2, cache_policy=DEFAULT, persist_result=True)
 def classify_incident(request: ResponseRequest, detection: Detection) -> Classified:
     runtime = get_runtime()
     entry = runtime.catalog.get(request.emergency_type)
@@ -51,6 +52,10 @@ def classify_incident(request: ResponseRequest, detection: Detection) -> Classif
                      f"grade {assessment.regulatory_grade.value}"),
             data={"fired": [line.model_dump(mode="json") for line in assessment.fired]},
             flow_run_id=run_id)
+        # Frozen now, read from the incident from here on: editing the chain later changes
+        # only incidents graded after the edit.
+        freeze_chain(db_session=db_session, incident_id=incident_id, entry=entry, rubric=runtime.catalog.rubric,
+                     level=int(assessment.level.value), flow_run_id=run_id)
 
     tags = [f"emergency:{entry.id}", f"level:{assessment.level.value}", f"incident:{incident_id}"]
     if request.drill:

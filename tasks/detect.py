@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import DEFAULT
 
 from ledgerguard.models import Detection
 from ledgerguard.response.detection import run_detectors
@@ -11,7 +11,7 @@ from ledgerguard.response.models import ResponseRequest
 from ledgerguard.runtime import get_runtime
 
 
-@task(name="detect", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="detect", retries=1, retry_delay_seconds=2, cache_policy=DEFAULT, persist_result=True)
 def detect(request: ResponseRequest) -> Detection:
     runtime = get_runtime()
     entry = runtime.catalog.get(request.emergency_type)

@@ -106,6 +106,12 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
     if notice_path is not None:
         attachments.append(notice_path)
 
+    # Manual steps left open become a checklist the responder ticks in the UI.
+    if any(s.kind == "manual" and s.status == "open" for s in steps):
+        from tasks.escalate import start_checklist
+
+        start_checklist(runtime=runtime, incident_id=incident_id, run_id=run_id, logger=get_run_logger())
+
     # Deliveries that failed in an earlier attempt or run go out now, before the report.
     redeliver_failed(runtime=runtime, entry=entry, incident_id=incident_id, context=context, flow_run_id=run_id)
     # One report per incident state: a re-run that changes nothing sends nothing again.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import DEFAULT
 from prefect.runtime import flow_run
 
 from ledgerguard.response.models import StepResult
@@ -13,7 +13,7 @@ from ledgerguard.response.runbook import run_step
 from ledgerguard.runtime import get_runtime
 
 
-@task(name="runbook-step", cache_policy=NO_CACHE, task_run_name="{step_id}")
+@task(name="runbook-step", cache_policy=DEFAULT, persist_result=True, task_run_name="{step_id}")
 def run_runbook_step(emergency_type: str, step_id: str, incident_id: str, resource: str,
                      dry_run: bool = False, as_of: datetime | None = None) -> StepResult:
     runtime = get_runtime()

@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 from ledgerguard.models import IncidentStatus, Stage
 from ledgerguard.response.models import BackupFailureRequest, LedgerLossRequest, ResponseRequest
 from ledgerguard.runtime import get_runtime
+from tasks.people import ui_run_url
 
 PAGE_TEMPLATE = "page_watchdog"
 # Flow name → the typed request its ``request`` parameter holds (to open an incident for a run
@@ -18,13 +19,6 @@ PAGE_TEMPLATE = "page_watchdog"
 REQUEST_MODELS: dict[str, type] = {
     "ledger-loss": LedgerLossRequest, "backup-failure": BackupFailureRequest, "respond": ResponseRequest,
 }
-
-
-def _ui_run_url(run_id: str) -> str:
-    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
-
-    base = PREFECT_UI_URL.value() or (PREFECT_API_URL.value() or "").removesuffix("/api")
-    return f"{base.rstrip('/')}/runs/flow-run/{run_id}"
 
 
 def _root_run(client, run) -> Any:
@@ -47,7 +41,7 @@ def page_for_failed_run(failed_run_id: str, state: str) -> dict:
     from ledgerguard.response.notifying import on_call_now
     from ledgerguard.channels.messaging import render_message
     from ledgerguard.register import service as register
-    from ledgerguard.response.notifying import send_once
+    from ledgerguard.response.notifying import ack_personaliser, send_once
 
     runtime = get_runtime()
     logger = get_run_logger()
@@ -106,16 +100,18 @@ def page_for_failed_run(failed_run_id: str, state: str) -> dict:
         agency_name = ""
     context = {
         "agency": {"name": agency_name},
+        "ack": {},
         "incident": incident_view,
         "run": {"id": root_id, "name": root.name, "flow": flow_name, "state": state_name,
-                "message": state_message, "url": _ui_run_url(root_id), "drill": drill,
+                "message": state_message, "url": ui_run_url(root_id), "drill": drill,
                 "failed_run_id": str(failed.id), "tags": sorted(tags)},
     }
     message = render_message(name=PAGE_TEMPLATE, language=runtime.settings.language, context=context,
                              templates_dir=runtime.settings.templates_dir)
+    personalise = ack_personaliser(runtime=runtime, incident_id=incident_id, template=PAGE_TEMPLATE, context=context)
     outcomes = [send_once(runtime=runtime, incident_id=incident_id, stage=Stage.NOTIFY,
                           step=f"watchdog:{root_id}", recipient=r, message=message,
-                          template=PAGE_TEMPLATE, flow_run_id=my_run_id) for r in recipients]
+                          template=PAGE_TEMPLATE, flow_run_id=my_run_id, personalise=personalise) for r in recipients]
     failures = [o for o in outcomes if o.status == "failed"]
     if failures:
         raise RuntimeError("paging failed: " + "; ".join(f"{o.recipient}: {o.error}" for o in failures))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Task results a suspended run replays are persisted; keep the test runs' out of ~/.prefect.
+os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", tempfile.mkdtemp(prefix="lg-test-results-"))
 
 SMALL_CLIENTS = 5
 
@@ -25,7 +28,19 @@ def agency_template(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("agency-template") / "agency"
     generate_agency(root, clients=SMALL_CLIENTS, nights=3, seed=11, now=datetime.now(timezone.utc))
+    without_quiet_hours(root)
     return root
+
+
+def without_quiet_hours(agency_root: Path) -> None:
+    """No level waits for quiet hours: what a test sends must not depend on the hour it runs at.
+    Tests of quiet hours write their own window (tests/oncall)."""
+    import yaml
+
+    path = agency_root / "oncall" / "roster.yaml"
+    roster = yaml.safe_load(path.read_text(encoding="utf-8"))
+    roster["quiet_hours"]["levels"] = []
+    path.write_text(yaml.safe_dump(roster, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
 @pytest.fixture
@@ -86,3 +101,30 @@ def smtp_sink(lg_home, monkeypatch):
     reset_runtime()
     yield sink
     sink.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    # The heartbeat thread costs ~1 s per synchronous flow call (shared notes); tests don't need it.
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
+
+
+@pytest.fixture
+def live_unattended(prefect_server, agency_dir, smtp_sink):
+    """Prefect, a sample agency and a mail server; nobody answers approval forms."""
+    return {"agency_dir": agency_dir, "sink": smtp_sink}
+
+
+@pytest.fixture
+def live(live_unattended):
+    """Everything a flow needs, and a person with an approving role who approves every
+    destructive step that asks (``live["approvals"]`` lists the answers given)."""
+    from tests.support.people import approving
+
+    with approving() as given:
+        yield {**live_unattended, "approvals": given}

@@ -39,6 +39,7 @@ __all__ = [
     "Routing",
     "LevelSla",
     "EntrySla",
+    "EscalationStep",
     "RunbookStep",
     "Templates",
     "Scenario",
@@ -263,6 +264,29 @@ class EntrySla(_Strict):
     )
 
 
+class EscalationStep(_Strict):
+    """One step of an escalation chain: notify these roles, then wait for an acknowledgement.
+
+    ``notify: routing`` means the level's roles under the type's ``routing``; the first step of
+    every chain is sent by the notify stage itself. ``wait_minutes`` defaults to the level's ack
+    SLA. The step is sent ``repeat`` times (each followed by its wait) before the next step.
+    """
+
+    notify: Literal["routing"] | list[Role] = "routing"
+    wait_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
+    repeat: int = Field(default=1, ge=1, le=10)
+
+    @field_validator("notify")
+    @classmethod
+    def _someone(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("an escalation step must notify at least one role (or `routing`)")
+        return value
+
+
+EscalationChains = dict[LevelInt, Annotated[list[EscalationStep], Field(min_length=1)]]
+
+
 class RunbookStep(_Strict):
     id: SnakeId
     title: LocalText
@@ -271,9 +295,21 @@ class RunbookStep(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     retries: int = Field(default=0, ge=0, le=10)
     timeout_minutes: float = Field(default=10, gt=0)
-    destructive: bool = False
+    destructive: bool = Field(default=False, description="a person other than the requester approves it first")
     on_failure: Literal["stop", "continue"] = "stop"
     instructions: LocalText | None = None
+    approvers: list[Role] = Field(
+        default_factory=lambda: ["manager", "duty_lead", "owner"],
+        description="roles whose people may approve (destructive and approval steps)")
+    approval_minutes: float = Field(
+        default=60, gt=0, le=7 * 24 * 60,
+        description="how long the run waits for the approval; then the duty lead is paged and on_reject applies")
+    on_reject: Literal["stop", "continue"] = Field(
+        default="stop", description="after a rejection or an approval time-out: stop the runbook or go on")
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.destructive or self.kind == StepKind.APPROVAL
 
     @model_validator(mode="after")
     def _action_matches_kind(self) -> "RunbookStep":
@@ -345,6 +381,8 @@ class CatalogEntry(_Strict):
     routing: Routing
     sla: EntrySla = Field(default_factory=EntrySla)
     runbook: list[RunbookStep] = Field(min_length=1)
+    escalation: EscalationChains = Field(
+        default_factory=dict, description="per level, a chain that replaces the rubric's for this type")
     obligations: list[ObligationSpec] = Field(default_factory=list)
     templates: Templates = Field(default_factory=Templates)
     records: list[SnakeId] = Field(min_length=1)
@@ -413,6 +451,15 @@ class Rubric(_Strict):
     grade_rules: list[GradeRule] = Field(default_factory=list)
     obligations: list[ObligationSpec] = Field(default_factory=list)
     sla: dict[LevelInt, LevelSla]
+    escalation: EscalationChains = Field(description="per level, the escalation chain (frozen into each incident)")
+
+    @field_validator("escalation")
+    @classmethod
+    def _every_level_escalates(cls, value: dict[int, list[EscalationStep]]) -> dict[int, list[EscalationStep]]:
+        missing = [lvl for lvl in LEVELS if lvl not in value]
+        if missing:
+            raise ValueError(f"escalation: no chain for level(s) {', '.join(map(str, missing))}; give all of 1..4")
+        return dict(sorted(value.items()))
 
     @field_validator("roles")
     @classmethod

@@ -12,6 +12,9 @@ Credentials come from ``<home>/intake-credentials.yaml`` (re-read when the file 
         token: "R0UTINGKEY…"
         hmac_secret: "…"            # optional: a separate HMAC key
         sources: [pagerduty]
+      - name: duty-desk
+        token: "9b1e…"
+        sources: [ack]              # may only acknowledge incidents (POST /api/v1/incidents/{id}/ack)
 
     LEDGERGUARD_INTAKE_TOKENS="prometheus:4f9c…:alertmanager+grafana,ops:abcd…"
 

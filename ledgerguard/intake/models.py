@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
-SOURCES = ("alertmanager", "pagerduty", "grafana", "generic", "claims", "vendor_notice")
+SOURCES = ("alertmanager", "pagerduty", "grafana", "generic", "claims", "vendor_notice", "ack")
+"""What a credential's ``sources`` may name: the senders, plus ``ack`` (acknowledge incidents over
+``POST /api/v1/incidents/{id}/ack``; it sends no signal, so no route ever matches it)."""
 
 
 class IntakeSettings(BaseSettings):
@@ -177,3 +179,15 @@ class GenericSignal(BaseModel):
         if value is not None and not info.data.get("emergency_type"):
             raise ValueError("resource is given without emergency_type")
         return value
+
+
+# --- acknowledging an incident ---------------------------------------------------------------
+
+
+class AckRequest(BaseModel):
+    """``POST /api/v1/incidents/{id}/ack``: who takes the incident over (an id in contacts.yaml)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    by: str = Field(min_length=1, max_length=100, description="the person's id in contacts.yaml")
+    note: str = Field("", max_length=2000)

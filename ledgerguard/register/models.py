@@ -153,6 +153,9 @@ class Incident(Base):
     frozen_escalation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Added by revision 0004: who took the incident over, and how (ui, cli, api, link, pagerduty).
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    acknowledged_via: Mapped[str | None] = mapped_column(String(20))
     mitigated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -296,6 +299,8 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    # Added by revision 0004: a ``deferred`` notification (quiet hours) goes out at ``due_at``.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class RunbookAction(Base):
@@ -438,3 +443,52 @@ class OutboxStatus(str, enum.Enum):
 
 
 INTAKE_TABLES = ["intake_requests", "outbox"]
+
+
+# --- people in the loop (revision 0004) ------------------------------------------------------
+
+
+class AckLink(Base):
+    """A one-click acknowledgement link sent to one recipient for one incident.
+
+    The link carries ``<id>.<signature>``; the signature (HMAC-SHA256 with the agency's link key)
+    covers the id, the incident, the person and the expiry, so a link cannot be re-bound. It is
+    spent when ``used_at`` is set (an UPDATE guarded by ``used_at IS NULL``: single use even
+    across intake processes).
+    """
+
+    __tablename__ = "ack_links"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    person_id: Mapped[str] = mapped_column(String(100))
+    recipient: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    used_from: Mapped[str | None] = mapped_column(String(64))
+
+
+class ApprovalRecord(Base):
+    """One request for a person's approval of a runbook step, and its decision."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    step_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    """pending, approved, rejected or timed_out."""
+    requested_by: Mapped[str] = mapped_column(String(100))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime())
+    approvers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """Person ids who may decide (the requester is never one of them)."""
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text, default="")
+    via: Mapped[str | None] = mapped_column(String(20))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+PEOPLE_TABLES = ["ack_links", "approvals"]

@@ -67,6 +67,8 @@ __all__ = [
     "mark_notification_failed",
     "list_notifications",
     "get_notification",
+    "defer_notification",
+    "list_due_notifications",
     "get_action",
     "start_action",
     "finish_action",
@@ -602,6 +604,48 @@ def claim_notification(
     return row
 
 
+def defer_notification(
+    *,
+    db_session: Session,
+    key: str,
+    incident_id: str | None,
+    stage: Stage | str,
+    recipient: str,
+    channel: str,
+    step: str,
+    template: str,
+    subject: str,
+    due_at: datetime,
+    flow_run_id: str | None = None,
+) -> Notification | None:
+    """Record a delivery that must wait until ``due_at`` (quiet hours); nothing is sent now.
+
+    Returns None when this exact delivery was already sent. A row that exists in another state
+    (pending, failed, deferred) is returned as it is: deferring never delays a delivery that is
+    already under way, and never moves its time.
+    """
+    existing = get_notification(db_session=db_session, key=key)
+    if existing is not None:
+        return None if existing.status == DeliveryStatus.SENT.value else existing
+    candidate = Notification(
+        id=new_id(), idempotency_key=key, incident_id=incident_id, stage=str(_value(stage)),
+        recipient=recipient, channel=channel, step=step, template=template, subject=subject,
+        status=DeliveryStatus.DEFERRED.value, attempts=0, created_at=utcnow(), flow_run_id=flow_run_id,
+        due_at=as_utc(due_at),
+    )
+    row, _ = _insert_or_fetch(db_session, candidate, lambda: get_notification(db_session=db_session, key=key))
+    return None if row.status == DeliveryStatus.SENT.value else row
+
+
+def list_due_notifications(*, db_session: Session, now: datetime, incident_id: str | None = None) -> list[Notification]:
+    """Deferred notifications whose time has come (all incidents, or one)."""
+    query = select(Notification).where(Notification.status == DeliveryStatus.DEFERRED.value,
+                                       Notification.due_at <= as_utc(now))
+    if incident_id is not None:
+        query = query.where(Notification.incident_id == incident_id)
+    return list(db_session.scalars(query.order_by(Notification.due_at, Notification.created_at)))
+
+
 def _require_notification(db_session: Session, key: str) -> Notification:
     row = get_notification(db_session=db_session, key=key)
     if row is None:
@@ -1120,9 +1164,13 @@ def accept_signal(
         return outcome("queued", queue(), text_note)
 
     if action == "acknowledge":
-        if incident and incident.status == IncidentStatus.OPEN.value:
-            set_status(db_session=db_session, incident_id=incident.id, status=IncidentStatus.ACKNOWLEDGED,
-                       actor=actor, stage=Stage.DETECT, note=f"acknowledged at {signal.source}", at=now)
+        if incident and incident.is_open:
+            from ledgerguard.acknowledgement.service import acknowledge
+
+            # The sender's acknowledgement is who clicked it there (PagerDuty's client, a bridge).
+            acknowledge(db_session=db_session, incident_id=incident.id, by=actor,
+                        via="pagerduty" if signal.source == "pagerduty" else "monitoring",
+                        note=f"acknowledged at {signal.source}", at=now)
         return outcome("recorded")
 
     return outcome("queued", queue())  # change: joins a timeline later, never opens an incident

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from ledgerguard.models import Stage, idempotency_key
@@ -21,12 +23,13 @@ def recipient_label(recipient) -> str:
     return f"{recipient.person_id}:{recipient.channel}:{recipient.address}"
 
 
-def route(*, runtime, entry, level: int, affected_clients: list[str], at=None):
-    """People to notify for this level: for a role on a rotation the person on call at ``at``
-    (now), for other roles everyone who holds them; and each affected client's own accountant."""
+def route(*, runtime, entry, level: int, affected_clients: list[str], at=None, roles=None):
+    """People to notify for this level (or for ``roles``, e.g. an escalation step's): for a role
+    on a rotation the person on call at ``at`` (now), for other roles everyone who holds them;
+    and each affected client's own accountant."""
     from ledgerguard.channels.contacts import resolve_recipients
 
-    roles = entry.roles_for(level)
+    roles = list(roles) if roles is not None else entry.roles_for(level)
     accountants: list[str] = []
     if "client_accountant" in roles:
         for client_id in affected_clients:
@@ -62,12 +65,15 @@ def send_once(
     template: str,
     attachments: list[Path] | None = None,
     flow_run_id: str | None = None,
+    personalise: Callable[[object], object] | None = None,
 ) -> SendOutcome:
     """Deliver one message unless the register says this exact delivery already succeeded.
 
     The idempotency key is (incident, stage, recipient, step): a retried task or a re-run flow
     computes the same key and finds the row already `sent`. A failed delivery stays in the
     register as `failed` with its error and is claimed again by the next attempt.
+    ``personalise(recipient)`` renders the recipient's own copy (their acknowledgement link)
+    once the delivery is claimed, so a delivery that is skipped issues no link.
     """
     from ledgerguard.channels.service import deliver
     from ledgerguard.register import service as register
@@ -83,6 +89,8 @@ def send_once(
         )
     if row is None:
         return SendOutcome(recipient=label, channel=recipient.channel, status="skipped")
+    if personalise is not None:
+        message = personalise(recipient)
 
     result = deliver(recipient=recipient, message=message, attachments=list(attachments or []),
                      settings=runtime.settings)
@@ -114,25 +122,71 @@ def redeliver_failed(*, runtime, entry, incident_id: str, context: dict, flow_ru
     tells the current state rather than a stale one. Each row keeps its idempotency key, so a
     delivery that finally succeeds is never repeated.
     """
-    from ledgerguard.channels.contacts import Recipient
-    from ledgerguard.channels.messaging import render_message
     from ledgerguard.models import DeliveryStatus
     from ledgerguard.register import service as register
 
     with runtime.session() as db_session:
-        failed = [(n.stage, n.step, n.recipient, n.channel, n.template)
-                  for n in register.list_notifications(db_session=db_session, incident_id=incident_id,
-                                                       status=DeliveryStatus.FAILED.value)
-                  if n.stage in stages]
+        rows = [n for n in register.list_notifications(db_session=db_session, incident_id=incident_id,
+                                                        status=DeliveryStatus.FAILED.value) if n.stage in stages]
+        rows = [(n.stage, n.step, n.recipient, n.channel, n.template) for n in rows]
+    return _send_rows(runtime=runtime, incident_id=incident_id, rows=rows, context=context, flow_run_id=flow_run_id)
+
+
+def deliver_due(*, runtime, incident_id: str, context: dict, now, flow_run_id: str | None = None) -> list[SendOutcome]:
+    """Send the incident's deferred notifications whose time has come (quiet hours are over),
+    rendered from the incident as it stands now, each under its original key (never twice)."""
+    from ledgerguard.register import service as register
+
+    with runtime.session() as db_session:
+        rows = [(n.stage, n.step, n.recipient, n.channel, n.template)
+                for n in register.list_due_notifications(db_session=db_session, now=now, incident_id=incident_id)]
+    return _send_rows(runtime=runtime, incident_id=incident_id, rows=rows, context=context, flow_run_id=flow_run_id)
+
+
+def _send_rows(*, runtime, incident_id, rows, context, flow_run_id) -> list[SendOutcome]:
+    from ledgerguard.channels.contacts import Recipient
+    from ledgerguard.channels.messaging import render_message
+
     outcomes = []
-    for stage, step, label, channel, template in failed:
+    for stage, step, label, channel, template in rows:
         person_id, _, address = label.split(":", 2)  # the label recipient_label() wrote
-        person = next((p for p in runtime.contacts.people if p.id == person_id), None)
+        person = runtime.contacts.person(person_id)
         recipient = Recipient(person_id=person_id, name=person.name if person else person_id, role="",
                               channel=channel, address=address)
         message = render_message(name=template, language=runtime.settings.language, context=context,
                                  templates_dir=runtime.settings.templates_dir)
-        outcomes.append(send_once(runtime=runtime, incident_id=incident_id, stage=stage, step=step,
-                                  recipient=recipient, message=message, template=template,
-                                  flow_run_id=flow_run_id))
+        outcomes.append(send_once(
+            runtime=runtime, incident_id=incident_id, stage=stage, step=step, recipient=recipient, message=message,
+            template=template, flow_run_id=flow_run_id,
+            personalise=ack_personaliser(runtime=runtime, incident_id=incident_id, template=template, context=context)))
     return outcomes
+
+
+def ack_personaliser(*, runtime, incident_id: str | None, template: str, context: dict) -> Callable[[object], object]:
+    """Render ``template`` per recipient with their own one-click acknowledgement link.
+
+    The link is bound to the recipient and the incident, expires after ``ack_link_hours`` and
+    works once (``ledgerguard.acknowledgement.links``). Addresses that are not a person of
+    contacts.yaml (the management list's plain addresses) and closed incidents get no link.
+    """
+    from ledgerguard.acknowledgement.links import issue_link, link_key
+    from ledgerguard.channels.messaging import render_message
+    from ledgerguard.register import service as register
+
+    settings = runtime.settings
+
+    def render(recipient):
+        ack = dict(context.get("ack") or {})
+        if incident_id and runtime.contacts.person(recipient.person_id) is not None:
+            with runtime.session() as db_session:
+                incident = register.get_incident(db_session=db_session, incident_id=incident_id)
+                if incident.is_open:
+                    ack["url"] = issue_link(db_session=db_session, key=link_key(settings), base_url=settings.link_base_url,
+                                            incident_id=incident_id, person_id=recipient.person_id,
+                                            recipient=recipient_label(recipient),
+                                            ttl=timedelta(hours=settings.ack_link_hours))
+                    ack["hours"] = settings.ack_link_hours
+        return render_message(name=template, language=settings.language, context={**context, "ack": ack},
+                              templates_dir=settings.templates_dir)
+
+    return render

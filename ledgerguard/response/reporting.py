@@ -14,16 +14,23 @@ def _row(obj, names: list[str]) -> dict[str, Any]:
 
 def incident_snapshot(*, runtime, incident_id: str) -> dict[str, Any]:
     """Everything the register knows about one incident, as plain data for templates."""
+    from ledgerguard.acknowledgement.service import mtta_seconds
+    from ledgerguard.approvals.service import list_approvals
     from ledgerguard.register import service as register
 
     with runtime.session() as db_session:
         incident = register.get_incident(db_session=db_session, incident_id=incident_id)
+        mtta = mtta_seconds(incident)
         snapshot = {
-            "incident": _row(incident, [
+            "incident": {**_row(incident, [
                 "id", "dedup_key", "emergency_type", "resource", "title", "status", "drill", "level",
                 "priority", "impact", "urgency", "regulatory_grade", "affected_clients", "opened_at",
-                "acknowledged_at", "mitigated_at", "resolved_at", "closed_at", "timeline_count",
-                "timeline_head"]),
+                "acknowledged_at", "acknowledged_by", "acknowledged_via", "mitigated_at", "resolved_at",
+                "closed_at", "timeline_count", "timeline_head"]),
+                "mtta_minutes": round(mtta / 60, 1) if mtta is not None else None},
+            "approvals": [_row(a, ["step_id", "status", "requested_by", "requested_at", "deadline", "decided_by",
+                                   "decided_at", "reason", "via"])
+                          for a in list_approvals(db_session=db_session, incident_id=incident_id)],
             "assessment": dict(incident.assessment or {}),
             "timeline": [_row(e, ["seq", "occurred_at", "stage", "kind", "actor", "message", "flow_run_id"])
                          for e in register.get_timeline(db_session=db_session, incident_id=incident_id)],
@@ -64,7 +71,9 @@ def report_context(*, runtime, entry, snapshot: dict[str, Any] | None, run: dict
             "rpo_hours": entry.sla.rpo_hours,
         },
         "run": mask_value({**RUN_DEFAULTS, **run}),
-        **(snapshot or {"incident": None, "assessment": {}, "timeline": [], "actions": [],
+        "ack": {},          # the recipient's acknowledgement link and the form's URL, when there are
+        "escalation": {},   # which escalation round a notification belongs to
+        **(snapshot or {"incident": None, "assessment": {}, "timeline": [], "actions": [], "approvals": [],
                         "notifications": [], "obligations": [], "findings": []}),
     }
 

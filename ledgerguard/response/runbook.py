@@ -96,6 +96,42 @@ def run_step(
     return StepOutcome(step.id, kind.value, status.value, summary, output)
 
 
+def tick_manual_step(*, db_session, incident_id: str, step, by: str, via: str, note: str = "",
+                     language: str = "zh-CN", flow_run_id: str | None = None) -> bool:
+    """A person says they did a manual step; True when it was still open (now done).
+
+    The step's row becomes ``succeeded`` with who, how and the note; the timeline records it.
+    Ticking a step that is already done changes nothing.
+    """
+    from ledgerguard.register import service as register
+
+    if StepKind(step.kind) is not StepKind.MANUAL:
+        raise ValueError(f"{step.id} is a {step.kind} step; only manual steps are ticked by a person")
+    existing = register.get_action(db_session=db_session, incident_id=incident_id, step_id=step.id)
+    if existing is not None and existing.status == ActionStatus.SUCCEEDED.value:
+        return False
+    title = _text(step.title, language)
+    if existing is None:
+        register.start_action(db_session=db_session, incident_id=incident_id, step_id=step.id, title=title,
+                              kind=StepKind.MANUAL.value, flow_run_id=flow_run_id)
+    register.finish_action(db_session=db_session, incident_id=incident_id, step_id=step.id,
+                           status=ActionStatus.SUCCEEDED, output={"done_by": by, "via": via, "note": note})
+    register.append_timeline(db_session=db_session, incident_id=incident_id, stage=Stage.REMEDIATE.value,
+                             kind="step.manual.done", actor=by, flow_run_id=flow_run_id,
+                             message=f"{title}: done by {by} via {via}" + (f" — {note}" if note else ""),
+                             data={"step": step.id, "by": by, "via": via, "note": note})
+    return True
+
+
+def open_manual_steps(*, db_session, entry, incident_id: str) -> list:
+    """The type's manual steps that this incident still has open (in runbook order)."""
+    from ledgerguard.register import service as register
+
+    status = {a.step_id: a.status for a in register.list_actions(db_session=db_session, incident_id=incident_id)}
+    return [s for s in entry.runbook
+            if StepKind(s.kind) is StepKind.MANUAL and status.get(s.id) == ActionStatus.OPEN.value]
+
+
 def _execute(*, runtime, entry, step, incident_id, resource, now, dry_run):
     if step.action == REDETECT:
         # Verification is the same detectors that raised the incident, run again on live data.
@@ -133,6 +169,7 @@ def decide_status(*, steps, remediated: bool) -> IncidentStatus | None:
     automatic_ok = all(status in ("succeeded", "skipped") for kind, status in statuses if kind == "automatic")
     if not automatic_ok:
         return None
-    if any(status == "open" for _, status in statuses):
+    # A step still waiting for a person, or one a person refused, leaves the rest to people.
+    if any(status in ("open", "rejected") for _, status in statuses):
         return IncidentStatus.MITIGATED
     return IncidentStatus.RESOLVED

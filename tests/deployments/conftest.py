@@ -15,5 +15,9 @@ __all__ = ["Served", "api", "wait_for"]
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, agency_template):
-    with served_stack(tmp_path_factory.mktemp("served") / "home", agency_template) as stack:
+    from tests.support.people import approving
+
+    # A manager approves the destructive steps the served runs pause at (the swap-in).
+    with served_stack(tmp_path_factory.mktemp("served") / "home", agency_template) as stack, \
+            approving(api_url=stack.api_url):
         yield stack

@@ -3,14 +3,12 @@ intake on a real port (uvicorn in a thread), with a credential from LEDGERGUARD_
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from tests.support.served import Served, served_stack
+from tests.support.served import Served, running_intake, served_stack
 
 TOKEN = "e2e-prometheus-token-0123456789"
 
@@ -31,29 +29,13 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, agency_template):
-    import uvicorn
-
-    from ledgerguard.config import Settings
     from ledgerguard.embedded import free_port
-    from ledgerguard.intake.app import create_app
-    from ledgerguard.intake.models import IntakeSettings
+    from tests.support.people import approving
 
     home = tmp_path_factory.mktemp("e2e") / "home"
-    with served_stack(home, agency_template) as served, pytest.MonkeyPatch.context() as mp:
+    port = free_port()
+    with served_stack(home, agency_template, env={"LEDGERGUARD_PUBLIC_URL": f"http://127.0.0.1:{port}"}) as served, \
+            approving(api_url=served.api_url), pytest.MonkeyPatch.context() as mp:
         mp.setenv("LEDGERGUARD_INTAKE_TOKENS", f"prometheus:{TOKEN}:alertmanager+grafana")
-        app = create_app(settings=Settings(home=home), intake=IntakeSettings())
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               lifespan="on"))
-        server.install_signal_handlers = lambda: None
-        thread = threading.Thread(target=server.run, name="e2e-intake", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline and thread.is_alive():
-            time.sleep(0.05)
-        assert server.started, "the intake did not start"
-        try:
-            yield Stack(served=served, intake_url=f"http://127.0.0.1:{port}", token=TOKEN)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+        with running_intake(home, port) as url:
+            yield Stack(served=served, intake_url=url, token=TOKEN)

@@ -73,8 +73,22 @@ def test_broken_ledger_is_detected_graded_notified_restored_and_reported(live):
     assert any(name and name.endswith(".md") for name in attachments), attachments
     html = report.get_body(preferencelist=("html",)).get_content()
     assert "四级" in html and outcome.incident_id in html
-    staff = [m for m in messages if "运行报告" not in str(m["subject"])]
+    approval_requests = [m for m in messages if "[待审批]" in str(m["subject"])]
+    staff = [m for m in messages if m not in reports and m not in approval_requests]
     assert staff and all("四级" in str(m["subject"]) for m in staff)
+
+    # The swap-in waited for a second person, who approved it in the run's form.
+    (given,) = live["approvals"]
+    assert approval_requests, "the approvers were asked by email"
+    with runtime.session() as db_session:
+        from ledgerguard.approvals.service import list_approvals
+
+        (approval,) = list_approvals(db_session=db_session, incident_id=outcome.incident_id)
+        assert approval.step_id == "swap_in" and approval.status == "approved"
+        assert approval.decided_by == given["input"]["approver"] and approval.via == "ui"
+        kinds = [e.kind for e in register.get_timeline(db_session=db_session, incident_id=outcome.incident_id)]
+        assert kinds.index("approval.requested") < kinds.index("approval.approved") < kinds.index("step.succeeded",
+                                                                                                 kinds.index("approval.approved"))
 
 
 def test_second_run_sends_nothing_twice(live):

@@ -19,7 +19,11 @@ pytestmark = pytest.mark.prefect
 
 @pytest.fixture
 def scenario_home(prefect_server, lg_home, smtp_sink):
-    return lg_home, smtp_sink
+    from tests.support.people import approving
+
+    # A person with an approving role approves the destructive steps (the ransomware swap-in).
+    with approving():
+        yield lg_home, smtp_sink
 
 
 def run_scenario(scenario_id: str, home):
@@ -27,8 +31,10 @@ def run_scenario(scenario_id: str, home):
     from ledgerguard.config import reset_settings
     from ledgerguard.runtime import get_runtime, reset_runtime
     from ledgerguard.sample.scenarios import plant_scenario
+    from tests.conftest import without_quiet_hours
 
     planted = plant_scenario(scenario_id, home / "agency")
+    without_quiet_hours(home / "agency")   # what is sent must not depend on the hour the test runs
     reset_settings()
     reset_runtime()
     outcome = EMERGENCY_FLOWS[planted.emergency_type](planted.request, return_state=True).result()

@@ -31,14 +31,28 @@ def test_a_healthy_agency_gives_every_sweep_nothing_to_raise(live, sweep_name):
     assert _outbox(get_runtime()) == []
 
 
-def test_a_filing_backlog_past_the_deadline_is_raised_by_the_deadline_sweep(live):
+def test_a_client_with_two_months_unfiled_is_raised_by_the_deadline_sweep(live):
+    """Whatever the day of the month: the previous period's deadline has passed, and a client who
+    filed nothing for it nor for the current one is a 非正常户 risk the sweep must raise."""
+    from datetime import datetime, timezone
+
     from flows import deadline_sweep
     from ledgerguard.detectors import InjectionContext, get_injector
     from ledgerguard.runtime import get_runtime
+    from ledgerguard.sources import filings as src
 
     runtime = get_runtime()
-    get_injector("filing.inject_backlog").inject(
-        InjectionContext(agency=runtime.agency, resource="filings:current"), count=2)
+    agency = runtime.agency
+    current = src.current_period(datetime.now(timezone.utc), agency.tz)
+    year, month = int(current[:4]), int(current[5:])
+    previous = f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+    client = agency.client_ids[0]
+    _, df = src.load(agency)
+    injector = get_injector("filing.inject_backlog")
+    for period in (previous, current):
+        for tax in sorted(set(df[df["client_id"] == client]["tax"])):
+            injector.inject(InjectionContext(agency=agency, resource="filings:current"), clients=[client], tax=tax,
+                            period=period)
     summary = deadline_sweep()
     assert summary["filing_backlog"]["found"] == 1 and summary["filing_backlog"]["queued"] == 1
     [event] = _outbox(runtime)

@@ -97,7 +97,13 @@ def test_schedule_lists_shifts_with_overrides_for_display(roster, contacts):
 
 
 # ------------------------------------------------------------------------------------ the sample roster
-def test_the_sample_agency_has_a_valid_roster(agency):
+def test_the_sample_agency_has_a_valid_roster(tmp_path):
+    from ledgerguard.agency import load_agency
+    from ledgerguard.sample import generate_agency
+
+    # A freshly generated agency (the shared test agency has its quiet hours switched off).
+    generate_agency(tmp_path / "agency", clients=3, nights=1, seed=5)
+    agency = load_agency(tmp_path / "agency")
     roster = load_roster(agency=agency)
     assert set(roster.rotations) == {"duty_lead", "it"}
     assert roster.rotations["duty_lead"].kind == "weekly" and roster.rotations["it"].kind == "daily"

@@ -81,8 +81,9 @@ class Served:
 
 
 @contextlib.contextmanager
-def served_stack(home: Path, agency_template: Path) -> Iterator[Served]:
-    """Sample agency, SMTP sink, Prefect server, `ledgerguard serve` child and relay thread."""
+def served_stack(home: Path, agency_template: Path, *, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """Sample agency, SMTP sink, Prefect server, `ledgerguard serve` child and relay thread.
+    ``env`` adds settings for the served flows (a catalog folder, the intake's public URL…)."""
     from ledgerguard.channels.smtp_sink import SmtpSink
     from ledgerguard.embedded import PrefectServer, free_port
     from ledgerguard.relay import run_relay_forever
@@ -93,7 +94,7 @@ def served_stack(home: Path, agency_template: Path) -> Iterator[Served]:
     server = PrefectServer(prefect_home=home / "prefect", port=free_port()).start()
     env = {**os.environ, **server.env(), "LEDGERGUARD_HOME": str(home), "LEDGERGUARD_SMTP_HOST": "127.0.0.1",
            "LEDGERGUARD_SMTP_PORT": str(sink.port), "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-           "PREFECT_LOGGING_LEVEL": "WARNING"}
+           "PREFECT_LOGGING_LEVEL": "WARNING", **(env or {})}
     for name in ("LEDGERGUARD_REGISTER_URL", "LEDGERGUARD_AGENCY_DIR", "LEDGERGUARD_CONTACTS_FILE",
                  "LEDGERGUARD_LANGUAGE"):
         env.pop(name, None)
@@ -116,3 +117,28 @@ def served_stack(home: Path, agency_template: Path) -> Iterator[Served]:
         server.stop()
         sink.stop()
         log.close()
+
+
+@contextlib.contextmanager
+def running_intake(home: Path, port: int) -> Iterator[str]:
+    """The intake app of ``home`` on a real port (uvicorn in a thread); yields its URL."""
+    import uvicorn
+
+    from ledgerguard.config import Settings
+    from ledgerguard.intake.app import create_app
+    from ledgerguard.intake.models import IntakeSettings
+
+    app = create_app(settings=Settings(home=home), intake=IntakeSettings())
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server.install_signal_handlers = lambda: None
+    thread = threading.Thread(target=server.run, name="test-intake", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.05)
+    assert server.started, "the intake did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,1 @@
+"""Approvals: a destructive runbook step waits for a person other than the requester (four eyes)."""
