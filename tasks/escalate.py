@@ -14,7 +14,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from ledgerguard.acknowledgement.service import acknowledge
+from ledgerguard.acknowledgement.service import IncidentNotOpen, acknowledge
 from ledgerguard.channels.contacts import management_recipients
 from ledgerguard.channels.messaging import render_message
 from ledgerguard.escalation.service import Round, round_at
@@ -182,9 +182,13 @@ def record_form_acknowledgement(incident_id: str, responder: str, note: str) -> 
     """The responder took the incident over in the Prefect UI: record it, end the chain."""
     runtime = get_runtime()
     run_id = _run_id()
-    with runtime.session() as db_session:
-        result = acknowledge(db_session=db_session, incident_id=incident_id, by=responder, via="ui", note=note,
-                             flow_run_id=run_id)
+    try:
+        with runtime.session() as db_session:
+            result = acknowledge(db_session=db_session, incident_id=incident_id, by=responder, via="ui", note=note,
+                                 flow_run_id=run_id)
+    except IncidentNotOpen as exc:  # resolved while the form was open: nothing to take over
+        stop_escalation(incident_id=incident_id, exclude={run_id or ""}, message=str(exc))
+        return {"incident_id": incident_id, "first": False, "status": "not_open", "reason": str(exc)}
     stop_escalation(incident_id=incident_id, exclude={run_id or ""},
                     message=f"acknowledged by {result.acknowledged_by} via {result.acknowledged_via}")
     get_run_logger().warning("incident %s acknowledged by %s via the UI", incident_id, responder)
@@ -358,6 +362,7 @@ def record_checklist(incident_id: str, answer: dict, next_round_run: str | None)
         close_runs(tags=["checklist", f"incident:{incident_id}"], states=("SCHEDULED",), exclude={run_id or ""},
                    message="every manual step is done")
     if status is IncidentStatus.RESOLVED:
+        stop_escalation(incident_id=incident_id, message="every runbook step is done")
         snapshot = incident_snapshot(runtime=runtime, incident_id=incident_id)
         context = report_context(runtime=runtime, entry=entry, snapshot=snapshot,
                                  run={"flow_run_id": run_id, "requested_by": responder, "source": "checklist"})

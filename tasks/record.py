@@ -16,6 +16,7 @@ from ledgerguard.response.notifying import redeliver_failed, send_once
 from ledgerguard.response.reporting import incident_snapshot, needs_pipl57_notice, report_context, write_text
 from ledgerguard.response.runbook import decide_status
 from ledgerguard.runtime import get_runtime
+from tasks.people import stop_escalation
 
 
 def tag_flow_runs(tags: list[str], *, include_root: bool = True) -> None:
@@ -85,6 +86,8 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
 
     snapshot = incident_snapshot(runtime=runtime, incident_id=incident_id)
     final_status = snapshot["incident"]["status"]
+    if final_status in ("resolved", "closed"):
+        stop_escalation(incident_id=incident_id, message=f"incident {final_status}")
     context = report_context(runtime=runtime, entry=entry, snapshot=snapshot,
                              run=_run_info(request, steps=[s.model_dump() for s in steps],
                                            notified=notified, notify_error=notify_error))

@@ -170,6 +170,10 @@ def record_resolve(emergency_type: str, dedup_key: str, signal_id: str | None) -
     entry = runtime.catalog.get(incident.emergency_type if incident.emergency_type else emergency_type)
     snapshot = incident_snapshot(runtime=runtime, incident_id=incident_id)
     status = snapshot["incident"]["status"]
+    if status in ("resolved", "closed"):
+        from tasks.people import stop_escalation
+
+        stop_escalation(incident_id=incident_id, message=f"incident {status} by monitoring")
     context = report_context(runtime=runtime, entry=entry, snapshot=snapshot,
                              run={"flow_run_id": run_id, "flow_run_name": flow_run.name, "source": "monitoring",
                                   "requested_by": "monitoring", "drill": bool(snapshot["incident"]["drill"])})

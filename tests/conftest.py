@@ -14,7 +14,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # Task results a suspended run replays are persisted; keep the test runs' out of ~/.prefect.
-os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", tempfile.mkdtemp(prefix="lg-test-results-"))
+os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH",
+                      str(Path(tempfile.gettempdir()) / "ledgerguard-test-results"))
 
 SMALL_CLIENTS = 5
 

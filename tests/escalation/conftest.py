@@ -166,6 +166,12 @@ def people(tmp_path_factory, agency_template):
     next(s for s in entry["runbook"] if s["id"] == "swap_in")["approval_minutes"] = APPROVAL_MINUTES
     ledger_loss.write_text(yaml.safe_dump(entry, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
+    # Backup failures must be resolved within 36 s here: their checklist runs out of time.
+    backup = catalog / "backup_failure.yaml"
+    entry = yaml.safe_load(backup.read_text(encoding="utf-8"))
+    entry["sla"]["levels"] = {lvl: {"resolve_hours": 0.01} for lvl in (1, 2, 3, 4)}
+    backup.write_text(yaml.safe_dump(entry, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
     agency = root / "agency"
     shutil.copytree(agency_template, agency)
     clients = agency / "clients.csv"

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.escalation.conftest import FAST, UNATTENDED, VIP_CLIENT, short_chains, write_chains
+from tests.escalation.conftest import FAST, VIP_CLIENT, short_chains, write_chains
 from tests.support.served import wait_for
 
 pytestmark = pytest.mark.prefect
@@ -177,38 +177,6 @@ def test_quiet_hours_hold_a_level_4_while_a_level_1_at_the_same_moment_goes_out(
     assert len(arrived) == len(sent)   # each once
 
 
-def test_the_checklist_form_ticks_the_manual_step_and_resolves_the_incident(people):
-    from prefect.flow_runs import resume_flow_run
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    people.break_ledger("C0001")
-    people.run_ledger_loss("C0001", dedup_key="checklist:one", remediate=True)
-    incident = people.incident("checklist:one")
-
-    def checklist_form():
-        response = people.served.flow_runs(flow_name="checklist")
-        return [r for r in response if f"incident:{incident.id}" in r["tags"] and r["state_type"] == "PAUSED"]
-
-    (form_run,) = wait_for(checklist_form, timeout=180, what="the checklist form after the automatic steps")
-    reconciled = people.reload(incident.id)
-    assert reconciled.status == "mitigated"   # restored and verified; the reconciliation is a person's
-    accountant = people.person_with("accountants")
-    with temporary_settings({PREFECT_API_URL: people.served.api_url}):
-        resume_flow_run(form_run["id"], run_input={"responder": accountant.id, "reconcile_with_client": True,
-                                                   "note": "已与客户核对银行流水"})
-
-    resolved = wait_for(lambda: (i := people.reload(incident.id)).status == "resolved" and i, timeout=90,
-                        what="the incident resolved by the ticked checklist")
-    assert resolved.resolved_at is not None
-    from ledgerguard.register import service as register
-
-    with people.served.runtime().session() as db_session:
-        action = register.get_action(db_session=db_session, incident_id=incident.id, step_id="reconcile_with_client")
-        assert action.status == "succeeded" and action.output["done_by"] == accountant.id
-        assert action.output["via"] == "ui"
-    assert people.wait_mail(incident.id, "运行报告")
-
-
 def test_the_sweep_starts_an_escalation_a_run_outside_the_stack_could_not(people):
     """A run where the escalation deployment was not served (`ledgerguard run`, the demo) leaves
     the incident with a frozen chain, `escalation.not_started` and a notification held for quiet
@@ -259,35 +227,3 @@ def test_the_sweep_starts_an_escalation_a_run_outside_the_stack_could_not(people
         (row,) = [n for n in register.list_notifications(db_session=db_session, incident_id=incident_id)
                   if n.step == "level4"]
         assert row.status == "sent" and row.attempts == 1
-
-
-def test_a_suspended_approval_holds_no_process_and_its_deadline_wakes_the_run(people):
-    people.break_ledger("C0003", count=2)
-    run_id = people.run_ledger_loss("C0003", dedup_key="approval:deadline", remediate=True, requested_by=UNATTENDED)
-
-    def run():
-        return next(r for r in people.served.flow_runs(deployment="ledger-loss") if r["id"] == run_id)
-
-    waiting = wait_for(lambda: (r := run())["state_type"] == "PAUSED" and r, timeout=180,
-                       what="the ledger-loss run to wait for its approval")
-    assert waiting["state_name"] == "Suspended"   # the process exited: no runner slot is held
-    assert waiting["state"]["state_details"]["pause_key"].startswith("approval-")
-
-    done = wait_for(lambda: (r := run())["state_type"] in ("COMPLETED", "FAILED", "CRASHED") and r, timeout=180,
-                    what="the deadline to wake the run and the run to finish")
-    assert done["state_type"] == "COMPLETED", done["state"]
-    incident = people.incident("approval:deadline")
-    from ledgerguard.approvals.service import list_approvals
-    from ledgerguard.register import service as register
-
-    with people.served.runtime().session() as db_session:
-        (approval,) = list_approvals(db_session=db_session, incident_id=incident.id)
-        assert approval.status == "timed_out"
-        assert register.get_action(db_session=db_session, incident_id=incident.id, step_id="swap_in").status == "rejected"
-        kinds = [e.kind for e in register.get_timeline(db_session=db_session, incident_id=incident.id)]
-    # One detection, one grading, one first notification: the woken run replayed them from its cache.
-    assert kinds.count("classified") == 1 and kinds.count("approval.requested") == 1
-    assert "approval.timed_out" in kinds
-    assert people.wait_mail(incident.id, "[审批超时]")
-    deadline_runs = people.served.flow_runs(deployment="approval-deadline")
-    assert any(r["state_type"] == "COMPLETED" for r in deadline_runs)

@@ -145,7 +145,8 @@ def start_custom_run(page: Page, ui_url: str, *, flow_name: str, deployment_name
     row = (main.get_by_role("row")
            .filter(has=page.get_by_role("link", name=deployment_name, exact=True))
            .filter(has=page.get_by_role("link", name=flow_name, exact=True)))
-    row.first.get_by_role("link", name=deployment_name, exact=True).click()
+    # The deployment's link, not the flow's: a deployment is often named as its flow.
+    row.first.locator("a[href*='/deployments/deployment/']").filter(has_text=deployment_name).first.click()
     page.wait_for_url(re.compile(r"/v2/deployments/deployment/[0-9a-f-]{36}"))
     run_button = main.get_by_role("button", name="Run", exact=True)
     run_button.wait_for()
