@@ -19,6 +19,7 @@ event starts ``resolve-incident``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,9 +90,11 @@ class DeploymentSpec:
     concurrency_limit: int | None = None
 
     def options(self) -> dict[str, Any]:
+        active = get_settings().schedules_active
         options: dict[str, Any] = {
             "name": self.name, "description": self.description, "tags": list(self.tags),
-            "triggers": list(self.triggers), "schedules": list(self.schedules),
+            "triggers": list(self.triggers),
+            "schedules": [s if active else dataclasses.replace(s, active=False) for s in self.schedules],
             "parameters": dict(self.parameters),
         }
         if self.concurrency_limit:

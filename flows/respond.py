@@ -80,6 +80,9 @@ def remediate(request: ResponseRequest, incident_id: str) -> list[StepResult]:
                                    requested_by=request.requested_by)
             if decided is not None:
                 results.append(decided)
+                if decided.status == "waiting":  # another run of the incident holds the approval
+                    get_run_logger().info("runbook left at %s: %s", step.id, decided.summary)
+                    break
                 if decided.status == "rejected" and step.on_reject == "stop":
                     get_run_logger().warning("runbook stopped at %s: %s", step.id, decided.summary)
                     break

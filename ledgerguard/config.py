@@ -54,6 +54,9 @@ class Settings(BaseSettings):
                                                          "run's forms); default from PREFECT_UI_URL / PREFECT_API_URL")
 
     report_when_clear: bool = Field(default=True, description="email a report for runs that found nothing")
+    schedules_active: bool = Field(default=True, description="register the deployments' schedules (sweeps, "
+                                   "reports) active; false serves them paused, to switch on in the UI: events and "
+                                   "manual runs still start flows (a standby machine, a migration, the tests)")
     flow_run_limit: int = Field(
         default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)), ge=0,
         description="most flow runs `serve` starts at once (0: no limit). Every run is a process that "

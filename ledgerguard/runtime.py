@@ -83,10 +83,10 @@ class Runtime:
             return self._roster
 
     @contextmanager
-    def session(self) -> Iterator["Session"]:
+    def session(self, *, read_only: bool = False) -> Iterator["Session"]:
         from ledgerguard.register.db import session_scope
 
-        with session_scope(self.engine) as db_session:
+        with session_scope(self.engine, read_only=read_only) as db_session:
             yield db_session
 
 

@@ -10,7 +10,15 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import DEFAULT, NO_CACHE
 from prefect.runtime import flow_run
 
-from ledgerguard.approvals.service import ApprovalRefused, decide, eligible_approvers, request_approval, time_out
+from ledgerguard.approvals.service import (
+    ApprovalRefused,
+    abandon,
+    decide,
+    eligible_approvers,
+    latest_approval,
+    request_approval,
+    time_out,
+)
 from ledgerguard.channels.contacts import resolve_recipients
 from ledgerguard.channels.messaging import render_message
 from ledgerguard.models import ActionStatus, Stage, StepKind
@@ -23,6 +31,7 @@ from tasks.people import (
     FORM_GRACE,
     approval_form,
     close_runs,
+    run_is_live,
     start_round,
     suspend_for_person,
     ui_run_url,
@@ -74,10 +83,32 @@ def request_step_approval(emergency_type: str, incident_id: str, step_id: str, r
     entry = runtime.catalog.get(emergency_type)
     step = entry.step(step_id)
     language = runtime.settings.language
+    with runtime.session(read_only=True) as db_session:
+        prior = latest_approval(db_session=db_session, incident_id=incident_id, step_id=step_id)
+        other = (prior.id, prior.flow_run_id) if prior is not None and prior.status == "pending" \
+            and prior.flow_run_id != _run_id() else None
+    # Asked of Prefect outside the register's write transaction.
+    other_live = other is not None and run_is_live(other[1])
     with runtime.session() as db_session:
         existing = register.get_action(db_session=db_session, incident_id=incident_id, step_id=step_id)
         if existing is not None and existing.status == ActionStatus.SUCCEEDED.value:
             return {"skip": True}
+        prior = latest_approval(db_session=db_session, incident_id=incident_id, step_id=step_id)
+        if other is not None and prior is not None and prior.id == other[0] and prior.status == "pending":
+            if other_live:
+                # Another run of this incident (say a sweep's signal joined it) already waits for
+                # this approval: the approvers are asked once, and that run carries the step.
+                title = step.title.get(language)
+                register.append_timeline(
+                    db_session=db_session, incident_id=incident_id, stage=Stage.REMEDIATE.value,
+                    kind="approval.waiting_elsewhere", actor="ledgerguard", flow_run_id=_run_id(),
+                    message=f"{title}: already waiting for approval in run {prior.flow_run_id}; "
+                            "this run leaves the step and what follows to that run",
+                    data={"approval_id": prior.id, "step": step_id, "run": prior.flow_run_id})
+                return {"skip": False, "approval_id": prior.id, "elsewhere": prior.flow_run_id,
+                        "message": f"{title}: waiting for approval in run {prior.flow_run_id}"}
+            abandon(db_session=db_session, approval_id=prior.id, flow_run_id=_run_id(),
+                    reason=f"run {prior.flow_run_id} ended without a decision; run {_run_id()} asks again")
         # Everyone holding an approving role may pick themselves in the form, the requester too:
         # the run itself refuses a self-approval, and says so on the timeline.
         people = [p.id for p in runtime.contacts.people if set(p.roles) & set(step.approvers)]
@@ -86,6 +117,15 @@ def request_step_approval(emergency_type: str, incident_id: str, step_id: str, r
                                     step_title=step.title.get(language), requested_by=requested_by,
                                     approvers=eligible, wait=timedelta(minutes=step.approval_minutes),
                                     flow_run_id=_run_id())
+        if approval.status != "pending":
+            # This run asked and had its answer before (a replay that missed the task cache):
+            # the answer stands; nobody is asked again.
+            title = step.title.get(language)
+            return {"skip": False, "approval_id": approval.id, "people": people or [requested_by],
+                    "wait_seconds": 0, "decided": {
+                        "status": approval.status, "by": approval.decided_by or "", "reason": approval.reason or "",
+                        "message": f"{title}: {approval.status} by {approval.decided_by or 'nobody'}"
+                                   + (f" — {approval.reason}" if approval.reason else "")}}
         register.start_action(db_session=db_session, incident_id=incident_id, step_id=step_id,
                               title=step.title.get(language), kind=StepKind.APPROVAL.value
                               if step.kind == StepKind.APPROVAL else StepKind.AUTOMATIC.value, flow_run_id=_run_id())
@@ -193,13 +233,16 @@ def approve_step(*, emergency_type: str, incident_id: str, step, requested_by: s
     plan = request_step_approval(emergency_type, incident_id, step.id, requested_by)
     if plan["skip"]:
         return None
+    if plan.get("elsewhere"):
+        return StepResult(step_id=step.id, kind=step.kind.value, status="waiting", summary=plan["message"])
     form = approval_form(people=plan["people"])
     suspend = _can_suspend()
-    if suspend:
+    if suspend and not plan.get("decided"):
         schedule_approval_deadline(plan["approval_id"], plan["wait_seconds"])
     deadline = time.monotonic() + plan["wait_seconds"]
     attempt = 0
-    while True:
+    outcome = plan.get("decided")
+    while outcome is None:
         key = f"approval-{plan['approval_id']}-{attempt}"
         if suspend:
             # Each attempt of a resumed run counts its wait again from here; the deadline run is
@@ -215,7 +258,7 @@ def approve_step(*, emergency_type: str, incident_id: str, step, requested_by: s
                                        answer.approver, answer.decision, answer.reason)
         if outcome["status"] != "refused" or (not suspend and time.monotonic() >= deadline):
             break
-        attempt += 1
+        outcome, attempt = None, attempt + 1
     if outcome["status"] == "refused":  # the last answer came too late to wait for another
         outcome = step_approval_timed_out(emergency_type, incident_id, step.id, plan["approval_id"])
     if suspend:

@@ -206,6 +206,22 @@ def start_round(*, deployment: str, parameters: dict, at: datetime | None, key: 
     return str(run.id)
 
 
+def run_is_live(run_id: str | UUID | None) -> bool:
+    """Whether a flow run can still act: not yet in a final state (a paused or suspended run
+    waiting for a form counts). A run the API does not know, or an unreachable API, is not."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    if not run_id:
+        return False
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(str(run_id)))
+    except (ObjectNotFound, ValueError):
+        return False
+    return run.state is not None and not run.state.is_final()
+
+
 def runs_tagged(*tags: str, states: tuple[str, ...] = ("PAUSED", "SCHEDULED", "PENDING", "RUNNING")) -> list:
     """Flow runs carrying every tag, in one of ``states``."""
     from prefect import get_client

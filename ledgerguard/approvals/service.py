@@ -16,7 +16,7 @@ from ledgerguard.models import Stage
 from ledgerguard.register import service as register
 from ledgerguard.register.models import ApprovalRecord, as_utc, new_id, utcnow
 
-__all__ = ["ApprovalRefused", "Decision", "decide", "eligible_approvers", "get_approval", "latest_approval",
+__all__ = ["ApprovalRefused", "Decision", "abandon", "decide", "eligible_approvers", "get_approval", "latest_approval",
            "list_approvals", "request_approval", "time_out"]
 
 Decision = Literal["approve", "reject"]
@@ -39,6 +39,16 @@ def eligible_approvers(*, contacts, roles: list[str], requested_by: str) -> list
 def request_approval(*, db_session: Session, incident_id: str, step_id: str, step_title: str, requested_by: str,
                      approvers: list[str], wait: timedelta, flow_run_id: str | None = None,
                      now: datetime | None = None) -> ApprovalRecord:
+    """Open an approval of ``step_id`` (``approval.requested`` on the timeline).
+
+    One flow run asks once per step: asked again by the same run (a task retry after the row was
+    committed, a replay after the run resumed) it returns the row it opened before, whatever its
+    status, and records nothing new, so the approvers get one form and one request.
+    """
+    if flow_run_id:
+        prior = latest_approval(db_session=db_session, incident_id=incident_id, step_id=step_id)
+        if prior is not None and prior.flow_run_id == flow_run_id:
+            return prior
     now = as_utc(now) if now else utcnow()
     row = ApprovalRecord(id=new_id(), incident_id=incident_id, step_id=step_id, status="pending",
                          requested_by=requested_by, requested_at=now, deadline=now + wait,
@@ -110,6 +120,24 @@ def decide(*, db_session: Session, approval_id: str, by: str, decision: Decision
         actor=by, flow_run_id=flow_run_id, occurred_at=now,
         data={"approval_id": row.id, "step": row.step_id, "by": by, "via": via, "reason": row.reason,
               "requested_by": row.requested_by})
+    return row
+
+
+def abandon(*, db_session: Session, approval_id: str, reason: str, flow_run_id: str | None = None,
+            now: datetime | None = None) -> ApprovalRecord:
+    """The run that waited for this approval ended without a decision (crashed, cancelled): the
+    request is closed as ``abandoned`` so a later run of the incident asks afresh."""
+    row = get_approval(db_session=db_session, approval_id=approval_id)
+    if row.status != "pending":
+        return row
+    now = as_utc(now) if now else utcnow()
+    row.status, row.decided_at, row.reason = "abandoned", now, reason
+    db_session.flush()
+    register.append_timeline(
+        db_session=db_session, incident_id=row.incident_id, stage=Stage.REMEDIATE.value, kind="approval.abandoned",
+        message=f"{row.step_id}: the approval request of run {row.flow_run_id} is void — {reason}",
+        actor="ledgerguard", flow_run_id=flow_run_id, occurred_at=now,
+        data={"approval_id": row.id, "step": row.step_id, "run": row.flow_run_id})
     return row
 
 

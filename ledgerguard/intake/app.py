@@ -69,7 +69,7 @@ from ledgerguard.intake.parsers import (
 from ledgerguard.intake.routing import Routed, Router, Unrouted, default_summary, load_routes
 from ledgerguard.models import Signal
 from ledgerguard.register import service
-from ledgerguard.register.db import current_revision, make_engine, session_scope, upgrade
+from ledgerguard.register.db import current_revision, head_revision, make_engine, session_scope, upgrade
 from ledgerguard.register.models import AckLink, Incident, OutboxItem, SignalRecord
 from ledgerguard.signals import RequestError, request_for_signal
 
@@ -299,7 +299,10 @@ class Intake:
         with self._ready_lock:
             if not self._ready:
                 try:
-                    upgrade(self.engine)
+                    # Already at head (the usual case): a read, so a probe never queues for the
+                    # write lock behind a long register transaction of another process.
+                    if current_revision(self.engine) != head_revision():
+                        upgrade(self.engine)
                 except SQLAlchemyError as exc:
                     raise RegisterUnavailable(f"cannot migrate the register: {type(exc).__name__}: {exc}") from None
                 self._ready = True

@@ -102,6 +102,36 @@ def test_a_self_approval_is_refused_and_another_persons_approval_resumes_the_run
     assert asks and "/runs/flow-run/" in asks[0].get_body(preferencelist=("plain",)).get_content()
 
 
+def test_a_second_run_of_the_incident_leaves_a_waiting_approval_to_the_first(live_unattended):
+    """A sweep's signal joins the incident while its first run waits for the swap-in's approval:
+    the second run must not ask the approvers again, nor wait beside the first."""
+    from flows import ledger_loss
+    from ledgerguard.response.models import LedgerLossRequest
+    from tests.support.people import answer, wait_for_paused
+
+    requester, other = _approvers()[:2]
+    _break("C0004")
+    thread, result = _start("C0004", requested_by=requester)
+    paused = wait_for_paused(timeout=120)
+    (pending,) = _approval()
+    asked = len([m for m in live_unattended["sink"].messages() if "[待审批]" in str(m["subject"])])
+    assert asked == len(pending.approvers)
+
+    second = ledger_loss(LedgerLossRequest(client_id="C0004", requested_by="ledger-sweep", source="sweep"))
+    assert second.incident_id == pending.incident_id and not second.incident_created
+    steps = {s.step_id: s.status for s in second.steps}
+    assert steps["swap_in"] == "waiting" and "redetect" not in steps
+    assert len(_approval()) == 1
+    assert len([m for m in live_unattended["sink"].messages() if "[待审批]" in str(m["subject"])]) == asked
+    waiting = [e for e in _timeline(pending.incident_id) if e.kind == "approval.waiting_elsewhere"]
+    assert len(waiting) == 1 and waiting[0].data["run"] == pending.flow_run_id
+
+    answer(paused, {"approver": other, "decision": "approve", "reason": "已核对"})
+    thread.join(timeout=180)
+    first = {s.step_id: s.status for s in result["state"].result().steps}
+    assert first["swap_in"] == "succeeded" and first["redetect"] == "succeeded"
+
+
 def test_a_rejection_stops_the_runbook_at_that_step(live_unattended):
     from tests.support.people import answer, wait_for_paused
 

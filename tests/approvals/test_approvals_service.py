@@ -6,7 +6,15 @@ from datetime import timedelta
 
 import pytest
 
-from ledgerguard.approvals.service import ApprovalRefused, decide, eligible_approvers, request_approval, time_out
+from ledgerguard.approvals.service import (
+    ApprovalRefused,
+    abandon,
+    decide,
+    eligible_approvers,
+    list_approvals,
+    request_approval,
+    time_out,
+)
 from ledgerguard.models import Signal
 from ledgerguard.register import service as register
 
@@ -70,3 +78,25 @@ def test_eligible_approvers_leave_out_the_requester(agency):
     manager = next(p for p in contacts.people if "manager" in p.roles)
     eligible = eligible_approvers(contacts=contacts, roles=["manager", "owner"], requested_by=manager.id)
     assert manager.id not in eligible and eligible
+
+
+def test_one_run_asks_once_per_step_and_a_dead_runs_request_is_void(db_session, incident_id):
+    def ask(run):
+        return request_approval(db_session=db_session, incident_id=incident_id, step_id="swap_in", step_title="swap",
+                                requested_by="a", approvers=["b"], wait=timedelta(minutes=5), flow_run_id=run)
+
+    first = ask("run-1")
+    assert ask("run-1").id == first.id   # a retry or a replay of the same run
+    decide(db_session=db_session, approval_id=first.id, by="b", decision="approve", reason="", via="ui")
+    assert ask("run-1").status == "approved"   # the answer stands for that run
+    assert ask("run-2").id != first.id          # another run asks afresh
+    assert len(list_approvals(db_session=db_session, incident_id=incident_id)) == 2
+    kinds = [e.kind for e in register.get_timeline(db_session=db_session, incident_id=incident_id)]
+    assert kinds.count("approval.requested") == 2
+
+    orphan = list_approvals(db_session=db_session, incident_id=incident_id)[-1]
+    void = abandon(db_session=db_session, approval_id=orphan.id, reason="run-2 crashed")
+    assert (void.status, void.reason) == ("abandoned", "run-2 crashed")
+    assert abandon(db_session=db_session, approval_id=first.id, reason="x").status == "approved"  # decided stays
+    assert [e.kind for e in register.get_timeline(db_session=db_session, incident_id=incident_id)][-1] == \
+        "approval.abandoned"

@@ -10,7 +10,7 @@ import pytest
 
 from tests.deployments.conftest import wait_for
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.prefect, pytest.mark.stack]
 
 
 def firing_event(*, emergency_type: str, dedup_key: str, request: dict | None, event_id: str | None = None) -> dict:
@@ -59,6 +59,25 @@ def test_every_spec_builds_a_deployment_with_times_in_the_agency_zone():
         "*/15 8-20 * * 1-6", "0 0-7,21-23 * * 1-6", "0 * * * 0"}
     (interval,) = by_name["backup-sweep"].to_deployment().schedules
     assert interval.schedule.interval.total_seconds() == 600
+
+
+def test_schedules_can_be_served_paused_and_switched_on_in_the_ui(monkeypatch):
+    from deployments import DEPLOYMENTS
+    from ledgerguard.config import reset_settings
+
+    scheduled = [s for s in DEPLOYMENTS if s.schedules]
+    assert all(d.active for s in scheduled for d in s.to_deployment().schedules)
+    monkeypatch.setenv("LEDGERGUARD_SCHEDULES_ACTIVE", "false")
+    reset_settings()
+    try:
+        paused = [d for s in scheduled for d in s.to_deployment().schedules]
+        assert paused and not any(d.active for d in paused)
+        # the same times, only paused
+        assert {d.schedule.cron for d in next(s for s in scheduled if s.name == "ledger-sweep")
+                .to_deployment().schedules} == {"*/15 8-20 * * 1-6", "0 0-7,21-23 * * 1-6", "0 * * * 0"}
+    finally:
+        monkeypatch.delenv("LEDGERGUARD_SCHEDULES_ACTIVE")
+        reset_settings()
 
 
 def test_a_firing_event_starts_the_served_flow_with_the_typed_request(served):
@@ -127,6 +146,11 @@ def test_an_event_whose_request_fails_validation_starts_nothing(served):
     assert served.post_events([bad]).status_code == 204
     time.sleep(3)
     assert not [r for r in served.flow_runs(deployment="ledger-loss") if r["id"] not in before]
+
+
+def test_the_served_stack_registers_its_schedules_paused(served):
+    sweep = served.deployment("ledger-sweep", "ledger-sweep")
+    assert sweep["schedules"] and not any(s["active"] for s in sweep["schedules"])
 
 
 def test_the_watchdog_automation_is_created_once_by_name(served):

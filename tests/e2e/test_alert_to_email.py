@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from tests.support.served import api, wait_for
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.prefect, pytest.mark.stack]
 
 CLIENT = "C0002"
 OTHER_CLIENT = "C0003"  # the alert sent while Prefect is down

@@ -11,7 +11,7 @@ import pytest
 from tests.escalation.conftest import UNATTENDED
 from tests.support.served import wait_for
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.prefect, pytest.mark.stack]
 
 
 def _kinds(people, incident_id: str) -> list[str]:

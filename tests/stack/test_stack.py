@@ -16,7 +16,7 @@ import pytest
 from ledgerguard.config import PROJECT_ROOT
 from ledgerguard.embedded import free_port
 
-pytestmark = pytest.mark.prefect
+pytestmark = [pytest.mark.prefect, pytest.mark.stack]
 
 
 def _wait(check, timeout: float, what: str):
@@ -62,7 +62,19 @@ def test_up_runs_the_stack_status_reports_it_and_sigterm_stops_it_cleanly(tmp_pa
                 "page-duty-lead"} <= {d["name"] for d in deployments}
         if components.get("intake", {}).get("running"):
             assert components["intake"]["port"] == ports["intake"]
-            assert httpx.get(f"{components['intake']['url']}/healthz", timeout=5).status_code == 200
+            probes: list[str] = []
+
+            def healthy():
+                # A readiness probe may answer 503 while the register is busy starting; it
+                # must turn 200 soon after, and its answers are kept for the failure message.
+                answer = httpx.get(f"{components['intake']['url']}/healthz", timeout=5)
+                probes.append(f"{answer.status_code} {answer.text[:300]}")
+                return answer.status_code == 200
+
+            try:
+                _wait(healthy, 30, "the intake's /healthz to answer 200")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; answers: {probes[-3:]}") from None
 
         status = subprocess.run([sys.executable, "-m", "ledgerguard.cli", "status", "--home", str(home), "--json"],
                                 cwd=str(PROJECT_ROOT), env=env, capture_output=True, text=True, timeout=60)

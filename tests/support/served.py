@@ -94,7 +94,10 @@ def served_stack(home: Path, agency_template: Path, *, env: dict[str, str] | Non
     server = PrefectServer(prefect_home=home / "prefect", port=free_port()).start()
     env = {**os.environ, **server.env(), "LEDGERGUARD_HOME": str(home), "LEDGERGUARD_SMTP_HOST": "127.0.0.1",
            "LEDGERGUARD_SMTP_PORT": str(sink.port), "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-           "PREFECT_LOGGING_LEVEL": "WARNING", **(env or {})}
+           "PREFECT_LOGGING_LEVEL": "WARNING",
+           # Sweeps firing on their own would add runs no test asked for (and CPU); tests start
+           # the runs they mean. The schedules are registered, paused.
+           "LEDGERGUARD_SCHEDULES_ACTIVE": "false", **(env or {})}
     for name in ("LEDGERGUARD_REGISTER_URL", "LEDGERGUARD_AGENCY_DIR", "LEDGERGUARD_CONTACTS_FILE",
                  "LEDGERGUARD_LANGUAGE"):
         env.pop(name, None)
