@@ -15,6 +15,4 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
-# Files run whole on one worker (module-scoped stacks), in collection order: conftest puts the
-# slow stack modules first.
-exec .venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q "$@"
+exec .venv/bin/python -m pytest -n 2 --dist loadfile -q "$@"

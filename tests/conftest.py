@@ -20,13 +20,6 @@ os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH",
 SMALL_CLIENTS = 5
 
 
-def pytest_collection_modifyitems(items):
-    """Modules that drive a running stack (marked ``stack``) go first: with ``--dist loadfile``
-    and collection order kept, the longest files start while the short ones fill the gaps,
-    instead of one long file running alone at the end."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("stack") else 1)
-
-
 @pytest.fixture(scope="session")
 def agency_template(tmp_path_factory) -> Path:
     """One small generated agency per test process; tests get their own copy."""

@@ -18,7 +18,7 @@ from ledgerguard.config import PROJECT_ROOT
 from tests.support.prefect_ui import browser_missing
 from tests.support.served import served_stack, wait_for
 
-pytestmark = [pytest.mark.prefect, pytest.mark.stack]
+pytestmark = pytest.mark.prefect
 CLIENT = "C0002"
 
 

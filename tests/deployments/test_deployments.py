@@ -10,7 +10,7 @@ import pytest
 
 from tests.deployments.conftest import wait_for
 
-pytestmark = [pytest.mark.prefect, pytest.mark.stack]
+pytestmark = pytest.mark.prefect
 
 
 def firing_event(*, emergency_type: str, dedup_key: str, request: dict | None, event_id: str | None = None) -> dict:

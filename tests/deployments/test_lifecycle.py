@@ -10,7 +10,7 @@ import pytest
 
 from tests.deployments.conftest import api, wait_for
 
-pytestmark = [pytest.mark.prefect, pytest.mark.stack]
+pytestmark = pytest.mark.prefect
 
 
 def _finished(served, deployment: str, before: set[str], timeout: float = 120) -> dict:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from tests.support.served import api, wait_for
 
-pytestmark = [pytest.mark.prefect, pytest.mark.stack]
+pytestmark = pytest.mark.prefect
 
 CLIENT = "C0002"
 OTHER_CLIENT = "C0003"  # the alert sent while Prefect is down

@@ -11,7 +11,7 @@ import pytest
 from tests.escalation.conftest import UNATTENDED
 from tests.support.served import wait_for
 
-pytestmark = [pytest.mark.prefect, pytest.mark.stack]
+pytestmark = pytest.mark.prefect
 
 
 def _kinds(people, incident_id: str) -> list[str]:

@@ -17,7 +17,7 @@ import yaml
 from tests.escalation.conftest import FAST, VIP_CLIENT, short_chains, write_chains
 from tests.support.served import wait_for
 
-pytestmark = [pytest.mark.prefect, pytest.mark.stack]
+pytestmark = pytest.mark.prefect
 
 
 def _kinds(people, incident_id: str) -> list[str]:

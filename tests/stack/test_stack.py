@@ -16,7 +16,7 @@ import pytest
 from ledgerguard.config import PROJECT_ROOT
 from ledgerguard.embedded import free_port
 
-pytestmark = [pytest.mark.prefect, pytest.mark.stack]
+pytestmark = pytest.mark.prefect
 
 
 def _wait(check, timeout: float, what: str):
