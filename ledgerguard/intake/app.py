@@ -869,7 +869,7 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
             # A fresh register has no tables until migrated; a readiness probe must not wait
             # for a first alert to do it.
             state.ensure_ready()
-            with state.engine.connect() as conn:
+            with state.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
                 conn.execute(text("SELECT 1"))
             revision = current_revision(state.engine)
             out: dict[str, Any] = {"reachable": True, "revision": revision}

@@ -147,7 +147,8 @@ def current_revision(engine_or_url: Engine | str | None = None) -> str | None:
 
     engine, dispose = _as_engine(engine_or_url)
     try:
-        with engine.connect() as connection:
+        # A read: DEFERRED, so asking the revision never waits for another process's write lock.
+        with engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
             ctx = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
             return ctx.get_current_revision()
     finally:

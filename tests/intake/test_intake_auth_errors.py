@@ -159,3 +159,24 @@ def test_healthz_is_ready_on_a_fresh_register_before_any_alert(client):
     r = client.get("/healthz")
     assert r.status_code == 200, r.json()
     assert r.json()["register"]["outbox"]["pending"] == 0
+
+
+def test_healthz_answers_while_another_process_holds_the_register_write_lock(make_client, lg_home):
+    # Regression: the probe ran the migrations (a write transaction) on every first call, so a
+    # long write by the served flows made a freshly started intake answer 503 for its timeout.
+    import sqlite3
+
+    from ledgerguard.config import get_settings
+    from ledgerguard.register.db import upgrade
+
+    upgrade(get_settings().register)   # at head, as the stack leaves it
+    client = make_client(db_timeout_seconds=0.5)
+    path = get_settings().register.split("///", 1)[1]
+    writer = sqlite3.connect(path, isolation_level=None, timeout=1)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        r = client.get("/healthz")
+        assert r.status_code == 200, r.json()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
