@@ -8,7 +8,7 @@ a file that is there but wrong raises :class:`ReadinessError` naming the file an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from ledgerguard.agency.models import AgencyDataError
 from ledgerguard.readiness.models import Readiness
 
-__all__ = ["DRILL_WITHIN_DAYS", "EXPIRY_WARNING_DAYS", "FILES", "Gap", "ReadinessError", "find_gaps",
-           "load_readiness"]
+__all__ = ["DRILL_WITHIN_DAYS", "EXPIRY_WARNING_DAYS", "FILES", "UNEVEN_FACTOR", "Gap", "ReadinessError",
+           "find_gaps", "load_readiness", "oncall_gaps", "oncall_load"]
 
 READINESS_DIR = "readiness"
 # register -> file under <agency>/readiness/; list registers hold a YAML list, raci a mapping
@@ -27,6 +27,7 @@ FILES = {"supplies": "supplies.yaml", "resources": "resources.yaml", "regulation
          "training": "training.yaml", "raci": "raci.yaml"}
 EXPIRY_WARNING_DAYS = 30
 DRILL_WITHIN_DAYS = 365
+UNEVEN_FACTOR = 1.5   # a person holding more than 1.5 × their fair share of a role's hours
 
 
 class ReadinessError(AgencyDataError):
@@ -143,4 +144,36 @@ def find_gaps(*, readiness: Readiness, today: date, people: list[str], emergency
     for etype in emergency_types:
         if etype not in readiness.raci:
             gaps.append(Gap("raci", etype, "raci_missing", f"{etype}: no RACI of departments"))
+    return gaps
+
+
+def oncall_load(*, roster, contacts, start: datetime, days: int) -> dict[str, dict[str, float]]:
+    """Hours on call per role and person from ``start`` for ``days`` days, overrides included."""
+    from ledgerguard.oncall.service import schedule
+
+    load: dict[str, dict[str, float]] = {role: {} for role in roster.rotations}
+    for shift in schedule(roster=roster, contacts=contacts, start=start, days=days):
+        hours = (shift.ends - shift.starts).total_seconds() / 3600
+        load[shift.role][shift.person_id] = load[shift.role].get(shift.person_id, 0.0) + hours
+    return load
+
+
+def oncall_gaps(*, roster, contacts, start: datetime, days: int = 28) -> list[Gap]:
+    """No one carries every night: a role with a single member, or a person whose share of a
+    role's hours over the window is more than :data:`UNEVEN_FACTOR` × the fair share."""
+    gaps: list[Gap] = []
+    for role, hours in oncall_load(roster=roster, contacts=contacts, start=start, days=days).items():
+        members = roster.rotations[role].members
+        total = sum(hours.values())
+        if len(members) == 1:
+            gaps.append(Gap("oncall", role, "single_cover", f"{role}: {members[0]} is the only member of the "
+                            "rotation and carries every shift", data={"person": members[0]}))
+            continue
+        fair = total / len(members) if total else 0.0
+        for person, held in sorted(hours.items()):
+            if fair and held > UNEVEN_FACTOR * fair:
+                gaps.append(Gap("oncall", role, "uneven_load",
+                                f"{role}: {person} is on call {held:.0f} h of {total:.0f} h in the next {days} days "
+                                f"(a fair share is {fair:.0f} h)",
+                                data={"person": person, "hours": round(held, 1), "fair_hours": round(fair, 1)}))
     return gaps

@@ -107,3 +107,38 @@ def test_a_training_record_of_someone_not_in_contacts_is_refused(agency):
     with pytest.raises(ReadinessError) as error:
         load_readiness(agency, people={"p1", "p2"})
     assert error.value.field == "2.person" and "'p3'" in str(error.value)
+
+
+def _roster(rotations, overrides=()):
+    from ledgerguard.channels.contacts import Contacts
+    from ledgerguard.oncall import parse_roster
+
+    people = [{"id": pid, "name": pid, "roles": ["it"], "email": f"{pid}@agency.example"} for pid in ("a", "b", "c")]
+    contacts = Contacts.model_validate({"people": people})
+    roster = parse_roster({"rotations": rotations, "overrides": list(overrides)}, source="roster.yaml",
+                          contacts=contacts)
+    return roster, contacts
+
+
+def test_on_call_load_counts_hours_and_flags_a_single_cover_or_an_uneven_share():
+    from datetime import datetime
+
+    from ledgerguard.readiness.service import oncall_gaps, oncall_load
+
+    start = datetime(2026, 10, 5, 9, 0)
+    even, contacts = _roster({"it": {"kind": "daily", "members": ["a", "b"], "handover": "09:00",
+                                     "start": "2026-10-05"}})
+    assert oncall_load(roster=even, contacts=contacts, start=start, days=28) == {"it": {"a": 336.0, "b": 336.0}}
+    assert oncall_gaps(roster=even, contacts=contacts, start=start) == []
+
+    # b covers every shift for three weeks, then its own turns: 504 + 4 × 24 of 672 hours
+    heavy, contacts = _roster({"it": {"kind": "daily", "members": ["a", "b"], "handover": "09:00",
+                                      "start": "2026-10-05"}},
+                              [{"person": "b", "role": "it", "from": "2026-10-05 09:00", "to": "2026-10-26 09:00",
+                                "reason": "a 休假"}])
+    (gap,) = oncall_gaps(roster=heavy, contacts=contacts, start=start)
+    assert (gap.code, gap.data["person"], gap.data["hours"]) == ("uneven_load", "b", 600.0)
+
+    alone, contacts = _roster({"it": {"kind": "weekly", "members": ["c"], "start": "2026-10-05"}})
+    (gap,) = oncall_gaps(roster=alone, contacts=contacts, start=start)
+    assert (gap.code, gap.item, gap.data["person"]) == ("single_cover", "it", "c")
