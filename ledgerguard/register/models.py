@@ -478,7 +478,7 @@ class ApprovalRecord(Base):
     incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
     step_id: Mapped[str] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
-    """pending, approved, rejected or timed_out."""
+    """pending, approved, rejected, timed_out or abandoned (its run ended without a decision)."""
     requested_by: Mapped[str] = mapped_column(String(100))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deadline: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -492,3 +492,37 @@ class ApprovalRecord(Base):
 
 
 PEOPLE_TABLES = ["ack_links", "approvals"]
+
+
+# --- readiness (revision 0005) ---------------------------------------------------------------
+
+
+class ImprovementItem(Base):
+    """Something to improve, found by a drill, the readiness check or a post-mortem, with an
+    owner and a due date, tracked until a person closes it."""
+
+    __tablename__ = "improvement_items"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    source: Mapped[str] = mapped_column(String(20), index=True)
+    """readiness, drill, incident or postmortem."""
+    source_key: Mapped[str] = mapped_column(String(255), index=True)
+    """What found it, stably: ``readiness:supplies:ups-1:check_overdue``; the same finding joins
+    the open item instead of opening another."""
+    open_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    """``source_key`` while the item is open, NULL once closed (one open item per finding)."""
+    title: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    owner: Mapped[str] = mapped_column(String(100))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    times_seen: Mapped[int] = mapped_column(Integer, default=1)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_by: Mapped[str | None] = mapped_column(String(100))
+    resolution: Mapped[str] = mapped_column(Text, default="")
+    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+
+
+READINESS_TABLES = ["improvement_items"]

@@ -67,6 +67,7 @@ __all__ = [
     "mark_notification_failed",
     "list_notifications",
     "get_notification",
+    "insert_or_fetch",
     "defer_notification",
     "list_due_notifications",
     "get_action",
@@ -114,7 +115,7 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(0.2, 0.005 * (2**attempt)) * random.random())
 
 
-def _insert_or_fetch(db_session: Session, obj: T, fetch: Callable[[], T | None]) -> tuple[T, bool]:
+def insert_or_fetch(db_session: Session, obj: T, fetch: Callable[[], T | None]) -> tuple[T, bool]:
     """INSERT ``obj`` in a SAVEPOINT; on a unique clash return the row ``fetch`` finds instead."""
     try:
         with db_session.begin_nested():
@@ -352,7 +353,7 @@ def apply_assessment(
 
         row = fetch()
         if row is None:
-            row, created = _insert_or_fetch(
+            row, created = insert_or_fetch(
                 db_session,
                 ObligationRecord(
                     id=new_id(), incident_id=incident_id, obligation_id=ob.id, law=ob.law, action=ob.action,
@@ -544,7 +545,7 @@ def link_flow_run(*, db_session: Session, incident_id: str, flow_run_id: str, fl
         if flow_name and not existing.flow_name:
             existing.flow_name = flow_name
         return existing
-    row, _ = _insert_or_fetch(
+    row, _ = insert_or_fetch(
         db_session,
         IncidentFlowRun(incident_id=incident_id, flow_run_id=flow_run_id, flow_name=flow_name, linked_at=utcnow()),
         fetch,
@@ -589,7 +590,7 @@ def claim_notification(
             recipient=recipient, channel=channel, step=step, template=template, subject=subject,
             status=DeliveryStatus.PENDING.value, attempts=1, created_at=utcnow(), flow_run_id=flow_run_id,
         )
-        row, created = _insert_or_fetch(
+        row, created = insert_or_fetch(
             db_session, candidate, lambda: get_notification(db_session=db_session, key=key, lock=True)
         )
         if created:
@@ -633,7 +634,7 @@ def defer_notification(
         status=DeliveryStatus.DEFERRED.value, attempts=0, created_at=utcnow(), flow_run_id=flow_run_id,
         due_at=as_utc(due_at),
     )
-    row, _ = _insert_or_fetch(db_session, candidate, lambda: get_notification(db_session=db_session, key=key))
+    row, _ = insert_or_fetch(db_session, candidate, lambda: get_notification(db_session=db_session, key=key))
     return None if row.status == DeliveryStatus.SENT.value else row
 
 
@@ -702,7 +703,7 @@ def start_action(
     row = fetch()
     if row is None:
         get_incident(db_session=db_session, incident_id=incident_id)
-        row, _ = _insert_or_fetch(
+        row, _ = insert_or_fetch(
             db_session,
             RunbookAction(id=new_id(), incident_id=incident_id, step_id=step_id, title=title, kind=kind_value,
                           status=ActionStatus.PENDING.value, attempts=0),
