@@ -96,6 +96,10 @@ class SmtpSink:
         self._requested_port = port
         self.port = port
         self._controller: _Controller | None = None
+        # Stored files are written once (renamed into place): a file is parsed once, not on
+        # every poll of a test or a demo waiting for mail.
+        self._parsed: dict[Path, tuple[tuple[int, int], EmailMessage]] = {}
+        self._parsed_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "SmtpSink":
@@ -146,8 +150,19 @@ class SmtpSink:
         parser = BytesParser(policy=email.policy.default)
         out: list[EmailMessage] = []
         for path in self.paths():
-            with path.open("rb") as fh:
-                out.append(parser.parse(fh))  # type: ignore[arg-type]
+            try:
+                stat = path.stat()
+            except FileNotFoundError:   # removed since it was listed
+                continue
+            stamp = (stat.st_size, stat.st_mtime_ns)
+            with self._parsed_lock:
+                known = self._parsed.get(path)
+            if known is None or known[0] != stamp:
+                with path.open("rb") as fh:
+                    known = (stamp, parser.parse(fh))  # type: ignore[arg-type]
+                with self._parsed_lock:
+                    self._parsed[path] = known
+            out.append(known[1])
         return out
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[EmailMessage]:

@@ -54,3 +54,17 @@ def test_restart_and_fixed_port(tmp_path):
 
 def test_messages_on_empty_or_missing_folder(tmp_path):
     assert SmtpSink(tmp_path / "never").messages() == []
+
+
+def test_messages_parses_each_stored_file_once_and_a_replaced_file_again(tmp_path):
+    from ledgerguard.channels.smtp_sink import SmtpSink
+
+    sink = SmtpSink(tmp_path / "mail")   # reading needs no server
+    sink.directory.mkdir()
+    (sink.directory / "20261203T000000000000Z-0001.eml").write_bytes(b"Subject: one\r\n\r\nbody one\r\n")
+    (first,) = sink.messages()
+    (sink.directory / "20261203T000000000001Z-0002.eml").write_bytes(b"Subject: two\r\n\r\nbody two\r\n")
+    again, second = sink.messages()
+    assert again is first and str(second["subject"]) == "two"
+    (sink.directory / "20261203T000000000000Z-0001.eml").write_bytes(b"Subject: one, rewritten\r\n\r\nlonger body\r\n")
+    assert [str(m["subject"]) for m in sink.messages()] == ["one, rewritten", "two"]

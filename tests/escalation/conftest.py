@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -46,6 +46,7 @@ class PeopleStack:
     served: Served
     intake_url: str
     catalog: Path
+    _texts: dict = field(default_factory=dict, repr=False)
 
     @property
     def home(self) -> Path:
@@ -116,13 +117,20 @@ class PeopleStack:
         begins with ``^``), to ``to`` when given."""
         found = []
         for message in self.served.sink.messages():
-            body = message.get_body(preferencelist=("plain",))
-            text = body.get_content() if body is not None else ""
-            title = str(message["subject"])
+            text, title = self._text_of(message)
             matches = title.startswith(subject[1:]) if subject.startswith("^") else subject in title
             if incident_id in text and matches and (to is None or to in str(message["to"])):
                 found.append(message)
         return found
+
+    def _text_of(self, message) -> tuple[str, str]:
+        # The sink hands out the same parsed message each poll; decode its body once.
+        known = self._texts.get(id(message))
+        if known is None or known[0] is not message:
+            body = message.get_body(preferencelist=("plain",))
+            known = (message, body.get_content() if body is not None else "", str(message["subject"]))
+            self._texts[id(message)] = known
+        return known[1], known[2]
 
     def wait_mail(self, incident_id: str, subject: str = "", to: str | None = None, timeout: float = 90):
         return wait_for(lambda: self.mails(incident_id, subject, to), timeout=timeout,
