@@ -15,6 +15,5 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
-# Whole files per worker (module-scoped stacks) in collection order: xdist's default order (most
-# tests first) leaves the one-test browser and stack files running alone at the end.
-exec .venv/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q "$@"
+# Whole files per worker: module-scoped stacks are started once per file.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile -q "$@"
