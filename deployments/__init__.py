@@ -29,7 +29,9 @@ from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Interval
 
 from flows import EMERGENCY_FLOWS
+from flows.drill import drill, full_drill, monthly_drill, tabletop
 from flows.people import approval_deadline, checklist, escalation, escalation_sweep
+from flows.readiness import readiness
 from flows.sweeps import backup_sweep, deadline_sweep, ledger_sweep, probe_sweep, security_sweep
 from flows.watchdog import page_duty_lead, resolve_incident
 from ledgerguard.config import get_settings
@@ -38,6 +40,7 @@ FIRING = "ledgerguard.signal.firing"
 RESOLVED = "ledgerguard.signal.resolved"
 WATCHDOG_AUTOMATION = "ledgerguard-watchdog: page the duty lead on failed emergency runs"
 WATCHDOG_DEPLOYMENT = "page-duty-lead"
+READINESS_CRON = "30 8 * * 1"  # Monday 08:30 local: the report is in before the week's work starts
 
 # The whole ``request`` object of the event payload, kept a JSON object (not a string): the
 # inner Jinja renders it with ``tojson`` and the outer ``json`` kind parses it back, so the
@@ -122,6 +125,32 @@ def emergency_deployments() -> list[DeploymentSpec]:
     return specs
 
 
+def drill_deployments(tz: str) -> list[DeploymentSpec]:
+    """Drills: on demand (typed form), the monthly rotating drill and the yearly full drill on the
+    crons of catalog/drills.yaml, and the tabletop walk-through."""
+    from ledgerguard.catalog.service import load_catalog
+
+    policy = load_catalog(get_settings().catalog_dir).drills
+    return [
+        DeploymentSpec(
+            "drill", drill, "flows/drill.py:drill",
+            "应急演练 — break a sandbox copy of the agency the scenario's way, run the type's real flow on it "
+            "in drill mode, score the response and send the evaluation", tags=("drill",)),
+        DeploymentSpec(
+            "monthly-drill", monthly_drill, "flows/drill.py:monthly_drill",
+            "月度演练 — one emergency type a month, rotating through catalog/drills.yaml", tags=("drill",),
+            schedules=(Cron(policy.monthly, timezone=tz, slug="monthly"),), concurrency_limit=1),
+        DeploymentSpec(
+            "full-drill", full_drill, "flows/drill.py:full_drill",
+            "年度全面演练 — every emergency type, one after another, each on its own sandbox", tags=("drill",),
+            schedules=(Cron(policy.yearly, timezone=tz, slug="yearly"),), concurrency_limit=1),
+        DeploymentSpec(
+            "tabletop", tabletop, "flows/drill.py:tabletop",
+            "桌面推演 — walk a type's runbook with the team; the run asks each step through the UI's forms",
+            tags=("drill",)),
+    ]
+
+
 def build_deployments(timezone: str | None = None) -> list[DeploymentSpec]:
     tz = timezone or agency_timezone()
     # Interval schedules are anchored at local midnight so "every 10 minutes" lands on :00, :10…
@@ -190,6 +219,12 @@ def build_deployments(timezone: str | None = None) -> list[DeploymentSpec]:
             schedules=(Interval(timedelta(minutes=5), anchor_date=midnight + timedelta(minutes=1), timezone=tz,
                                 slug="every-5-min"),),
             concurrency_limit=1),
+        *drill_deployments(tz),
+        DeploymentSpec(
+            "readiness", readiness, "flows/readiness.py:readiness",
+            "准备度周检 — every Monday 08:30: check the readiness registers (supplies, contacts, regulations, "
+            "drills, RACI, check-ins, on-call load), raise an improvement item per gap, email the week's report",
+            tags=("readiness",), schedules=(Cron(READINESS_CRON, timezone=tz, slug="weekly"),), concurrency_limit=1),
         DeploymentSpec(
             WATCHDOG_DEPLOYMENT, page_duty_lead, "flows/watchdog.py:page_duty_lead",
             "值班负责人告警 — an emergency run failed or crashed: page the duty lead, keep the incident open",

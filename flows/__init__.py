@@ -4,6 +4,7 @@ from flows.account_takeover import account_takeover
 from flows.annual_deadline import annual_deadline
 from flows.backup_failure import backup_failure
 from flows.credential_expiry import credential_expiry
+from flows.drill import drill, full_drill, monthly_drill, tabletop
 from flows.etax_outage import etax_outage
 from flows.filing_backlog import filing_backlog
 from flows.insider_exfiltration import insider_exfiltration
@@ -11,6 +12,7 @@ from flows.ledger_loss import ledger_loss
 from flows.office_outage import office_outage
 from flows.payment_failure import payment_failure
 from flows.ransomware import ransomware
+from flows.readiness import readiness
 from flows.respond import respond
 from flows.saas_outage import saas_outage
 from flows.sweeps import backup_sweep, deadline_sweep, ledger_sweep, probe_sweep, security_sweep
@@ -38,5 +40,5 @@ EMERGENCY_FLOWS = {
 }
 """Every emergency type's flow, by catalog id."""
 
-__all__ = ["EMERGENCY_FLOWS", "backup_sweep", "deadline_sweep", "ledger_sweep", "probe_sweep", "security_sweep", "page_duty_lead", "resolve_incident", "respond",
+__all__ = ["EMERGENCY_FLOWS", "drill", "full_drill", "monthly_drill", "tabletop", "backup_sweep", "deadline_sweep", "ledger_sweep", "probe_sweep", "security_sweep", "page_duty_lead", "readiness", "resolve_incident", "respond",
            *(flow.fn.__name__ for flow in EMERGENCY_FLOWS.values())]

@@ -52,6 +52,15 @@ def _is_workday(day: date) -> bool:
         ) from exc
 
 
+def working_days_known(year: int) -> bool:
+    """Whether the installed holiday table covers ``year`` (deadline counts need it)."""
+    try:
+        _is_workday(date(year, 6, 1))
+        return True
+    except CalendarError:
+        return False
+
+
 def is_working_day(day: date) -> bool:
     """A working day in China (weekdays except public holidays, plus 调休 make-up days). For a
     year the installed package has no data for, Monday–Friday, with a warning: a notification or

@@ -213,8 +213,9 @@ def run_emergency(emergency_type: str = typer.Argument(..., help="Catalog id, e.
 
 
 @app.command()
-def incidents(home: Optional[Path] = None, all_: bool = typer.Option(False, "--all", help="Include resolved and closed")) -> None:
-    """List incidents in the register."""
+def incidents(home: Optional[Path] = None, all_: bool = typer.Option(False, "--all", help="Include resolved and closed"),
+              with_drills: bool = typer.Option(False, "--drills", help="Include drill incidents (kept apart by default)")) -> None:
+    """List incidents in the register (real ones; drill incidents with --drills, marked 【演练】)."""
     _use_home(home)
     from rich.markup import escape
 
@@ -228,13 +229,14 @@ def incidents(home: Optional[Path] = None, all_: bool = typer.Option(False, "--a
     table = Table(Column("id", overflow="fold"), "type", "resource", "level", "status", "opened", "acknowledged by",
                   "MTTA (min)")
     with runtime.session() as db_session:
-        for incident in register.list_incidents(db_session=db_session):
+        for incident in register.list_incidents(db_session=db_session, drill=None if with_drills else False):
             if not all_ and incident.status in ("resolved", "closed"):
                 continue
             seconds = mtta_seconds(incident)
             by = (f"{incident.acknowledged_by} ({incident.acknowledged_via})" if incident.acknowledged_via
                   else incident.acknowledged_by) if incident.acknowledged_by else "—"
-            table.add_row(incident.id, incident.emergency_type, escape(incident.resource),
+            table.add_row(incident.id, ("【演练】" if incident.drill else "") + incident.emergency_type,
+                          escape(incident.resource),
                           str(incident.level or "—"), incident.status, str(incident.opened_at), escape(by),
                           f"{seconds / 60:.1f}" if seconds is not None else "—")
     console.print(table)
@@ -433,6 +435,296 @@ def oncall(at: Optional[str] = typer.Option(None, "--at", help="ISO 8601 moment 
         console.print(plan)
 
 
+# --- drills and improvement items (issue 6) ------------------------------------------------------
+
+
+def _drill_type(name: str, catalog) -> str:
+    """A catalog id (ledger_loss) or its flow name (ledger-loss)."""
+    if name in catalog:
+        return name
+    try:
+        return catalog.by_flow(name).id
+    except KeyError:
+        console.print(f"[red]unknown emergency type {name!r}[/]; one of: {', '.join(sorted(catalog.entries))}")
+        raise typer.Exit(2) from None
+
+
+def _print_scorecard(outcome, language: str) -> None:
+    from rich.markup import escape
+
+    from tasks.drill import MEASURE_LABELS
+
+    labels = MEASURE_LABELS.get(language, MEASURE_LABELS["en"])
+    zh = language == "zh-CN"
+    table = Table("measure" if not zh else "指标", "value" if not zh else "结果", "detail" if not zh else "说明",
+                  title=(f"演练 {outcome.drill_id}：{outcome.emergency_type}/{outcome.scenario}" if zh
+                         else f"Drill {outcome.drill_id}: {outcome.emergency_type}/{outcome.scenario}"))
+    for name, m in outcome.measures.items():
+        value = "—" if m.get("value") is None else f"{m['value'] * 100:.0f}%"
+        table.add_row(labels.get(name, name), value, escape(str(m.get("detail") or "")))
+    console.print(table)
+    verdict = ("通过" if outcome.passed else "未通过") if zh else ("passed" if outcome.passed else "not passed")
+    console.print(f"score {outcome.score:.1f} / 100 (pass mark {outcome.pass_mark:g}): {verdict}", highlight=False)
+    console.print(f"level {outcome.level or '—'} (expected {outcome.expected_level}); incident "
+                  f"{outcome.incident_id or '—'}; production untouched: {outcome.production_untouched}",
+                  highlight=False)
+    for item in outcome.improvements:
+        console.print(f"improvement {item['id']}: {escape(item['title'])} (owner {item['owner']}, "
+                      f"due {item['due_at'][:10]})", highlight=False, soft_wrap=True)
+    if outcome.error:
+        console.print(f"[red]{escape(outcome.error)}[/]", soft_wrap=True)
+    console.print(f"report: {outcome.report_path or '—'}", soft_wrap=True, highlight=False)
+
+
+@app.command()
+def drill(name: str = typer.Argument(..., help="Emergency type to drill: catalog id or flow name, e.g. ledger-loss"),
+          scenario: Optional[str] = typer.Option(None, "--scenario", help="Scenario id (default: the type's first "
+                                                 "scenario with a drill: block)"),
+          people: bool = typer.Option(False, "--people", help="Wait for real people to acknowledge and approve "
+                                      "(default: a stand-in answers, for an unattended drill)"),
+          as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON"),
+          home: Optional[Path] = None) -> None:
+    """Run a drill now: the type's real flow on a sandbox copy of the agency; prints the scorecard.
+    Exit 0 when the drill passed, 1 when it did not, 2 when it could not run."""
+    _use_home(home)
+    _install_masking()
+    from ledgerguard.drills.models import DrillRequest
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    emergency_type = _drill_type(name, runtime.catalog)
+    entry = runtime.catalog.get(emergency_type)
+    if scenario and not any(s.id == scenario and s.drill for s in entry.scenarios):
+        console.print(f"[red]{emergency_type}: no drillable scenario {scenario!r}[/]; drillable: "
+                      + ", ".join(s.id for s in entry.scenarios if s.drill))
+        raise typer.Exit(2)
+    from flows import drill as drill_flow
+
+    state = drill_flow(DrillRequest(emergency_type=emergency_type, scenario=scenario, stand_in=not people,
+                                    requested_by=os.environ.get("USER", "cli")), return_state=True)
+    if not state.is_completed():
+        console.print(f"[red]the drill could not run: {state.type.value} {state.message or ''}[/]", soft_wrap=True)
+        raise typer.Exit(2)
+    outcome = state.result()
+    if as_json:
+        print(outcome.model_dump_json(indent=2))
+    else:
+        _print_scorecard(outcome, runtime.settings.language)
+    raise typer.Exit(0 if outcome.passed else 1)
+
+
+@app.command()
+def drills(home: Optional[Path] = None, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Past drills with their scores (newest first)."""
+    _use_home(home)
+    from ledgerguard.drills import service as drill_service
+    from ledgerguard.runtime import get_runtime
+
+    with get_runtime().session(read_only=True) as db_session:
+        rows = [{"id": d.id, "type": d.emergency_type, "scenario": d.scenario_id, "mode": d.mode, "status": d.status,
+                 "started_at": d.started_at.isoformat(timespec="seconds"), "score": d.score, "passed": d.passed,
+                 "level": d.level, "expected_level": d.expected_level, "incident_id": d.incident_id,
+                 "participants": d.participants} for d in drill_service.list_drills(db_session=db_session)]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("id", "type", "scenario", "mode", "started", "score", "passed", "level (expected)")
+    for r in rows:
+        table.add_row(r["id"], r["type"], r["scenario"], r["mode"], r["started_at"],
+                      "—" if r["score"] is None else f"{r['score']:.1f}", str(r["passed"]),
+                      f"{r['level'] or '—'} ({r['expected_level'] or '—'})")
+    console.print(table)
+
+
+improvements_app = typer.Typer(help="Improvement items from drills, the readiness check and post-mortems",
+                               no_args_is_help=True)
+app.add_typer(improvements_app, name="improvements")
+
+
+@improvements_app.command("list")
+def improvements_list(all_: bool = typer.Option(False, "--all", help="Include closed items"),
+                      as_json: bool = typer.Option(False, "--json"), home: Optional[Path] = None) -> None:
+    """Open improvement items (owner, due date, overdue or not)."""
+    _use_home(home)
+    from rich.markup import escape
+
+    from ledgerguard.improvements import service as items_service
+    from ledgerguard.models import utcnow
+    from ledgerguard.runtime import get_runtime
+
+    now = utcnow()
+    with get_runtime().session(read_only=True) as db_session:
+        rows = [{"id": i.id, "source": i.source, "title": i.title, "owner": i.owner, "status": i.status,
+                 "due_at": i.due_at.isoformat(timespec="minutes"), "overdue": i.status == "open" and i.due_at < now,
+                 "times_seen": i.times_seen, "closed_by": i.closed_by, "resolution": i.resolution}
+                for i in items_service.list_items(db_session=db_session, open_only=not all_)]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("id", "source", "title", "owner", "due", "status")
+    for r in rows:
+        table.add_row(r["id"], r["source"], escape(r["title"]), r["owner"], r["due_at"][:10],
+                      r["status"] + (" [red](overdue)[/]" if r["overdue"] else ""))
+    console.print(table)
+
+
+@improvements_app.command("close")
+def improvements_close(item: str = typer.Argument(..., help="Improvement item id"),
+                       by: str = typer.Option(..., "--by", help="Your person id in contacts.yaml"),
+                       resolution: str = typer.Option(..., "--resolution", help="What was done"),
+                       home: Optional[Path] = None) -> None:
+    """Close an improvement item, saying what was done."""
+    _use_home(home)
+    from ledgerguard.acknowledgement.service import UnknownPerson, check_person
+    from ledgerguard.improvements import service as items_service
+    from ledgerguard.register.service import NotFound
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    try:
+        check_person(contacts=runtime.contacts, person_id=by)
+        with runtime.session() as db_session:
+            row = items_service.close_item(db_session=db_session, item_id=item, by=by, resolution=resolution)
+            console.print(f"closed {row.id} by {row.closed_by}: {row.resolution}", highlight=False)
+    except (UnknownPerson, NotFound, ValueError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+# --- readiness and staff check-ins (issue 6) -----------------------------------------------------
+
+
+@app.command()
+def checkin(incident: str = typer.Argument(..., help="Incident id (or a unique prefix of at least 6 characters)"),
+            by: str = typer.Option(..., "--by", help="Your person id in contacts.yaml"),
+            status: str = typer.Option(..., "--status", help="ok, needs_support or unavailable"),
+            note: str = typer.Option("", "--note", help="A note for the timeline (e.g. what support you need)"),
+            home: Optional[Path] = typer.Option(None, "--home", help="LedgerGuard home folder")) -> None:
+    """Check in after a 一级/二级 incident: fine (ok), needing support, or not available for the next one."""
+    _use_home(home)
+    from rich.markup import escape
+
+    from ledgerguard.acknowledgement.service import UnknownPerson, check_person
+    from ledgerguard.channels.contacts import ContactsError
+    from ledgerguard.channels.messaging import format_dt, level_label
+    from ledgerguard.readiness.checkins import CHECKIN_LEVELS, CHECKIN_STATUSES, CheckinRefused, record_checkin
+    from ledgerguard.readiness.texts import STATUS_LABELS
+    from ledgerguard.runtime import get_runtime
+
+    settings = get_settings()
+    en = settings.language == "en"
+    t = (lambda zh, english: english if en else zh)
+    if status not in CHECKIN_STATUSES:
+        err.print(t(f"--status：无效的状态 {status!r}，可选 {'、'.join(CHECKIN_STATUSES)}",
+                    f"--status: {status!r} is not one of {', '.join(CHECKIN_STATUSES)}"),
+                  style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(2)
+    runtime = get_runtime()
+    try:
+        person_id = check_person(contacts=runtime.contacts, person_id=by)
+        with runtime.session() as db_session:
+            found = _find_incident(db_session, incident, t)
+            if found.level not in CHECKIN_LEVELS:
+                level = level_label(found.level, settings.language) if found.level else t("尚未定级", "not classified")
+                raise _AckRefused(t(f"事件 {found.id} 为{level}：只有一级/二级事件需要人员报到",
+                                    f"incident {found.id} is {level}: staff check-ins are for level 1 and 2 incidents"))
+            row, created = record_checkin(db_session=db_session, contacts=runtime.contacts, incident_id=found.id,
+                                          person_id=person_id, status=status, note=note, via="cli")
+            title, incident_id, at = found.title or found.emergency_type, found.id, row.checked_in_at
+    except UnknownPerson as exc:
+        err.print(t(f"未知的报到人：{exc}", str(exc)), style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(1) from None
+    except (ContactsError, _AckRefused, CheckinRefused) as exc:
+        err.print(str(exc), style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(1) from None
+
+    person = runtime.contacts.person(person_id)
+    table = Table(show_header=False, title=t("已记录报到", "Checked in") if created
+                  else t("已更新报到（此前已报到，本次已记入时间线）", "Check-in updated (this one is on the timeline too)"))
+    table.add_row(t("事件", "incident"), escape(f"{incident_id} — {title}"))
+    table.add_row(t("报到人", "by"), escape(f"{person.name} ({person_id})"))
+    table.add_row(t("状态", "status"), STATUS_LABELS["en" if en else "zh-CN"][status])
+    if note.strip():
+        table.add_row(t("备注", "note"), escape(note.strip()))
+    table.add_row(t("时间", "at"), format_dt(at, tz=settings.timezone))
+    console.print(table)
+
+
+def _print_gaps(gaps: list[dict], *, en: bool, title: str) -> None:
+    from rich.markup import escape
+
+    t = (lambda zh, english: english if en else zh)
+    if not gaps:
+        console.print(title + t("：所有登记均在有效期内", ": every register is in date"), highlight=False)
+        return
+    table = Table(t("登记", "register"), t("缺口", "gap"), t("负责人", "owner"), t("截止", "due"),
+                  *([t("改进事项", "improvement item")] if any("item_id" in g for g in gaps) else []), title=title)
+    for g in gaps:
+        cells = [g["register_label"], escape(g["text"]), escape(f"{g['owner_name']} ({g['owner']})"), g["due_on"]]
+        if "item_id" in g:
+            cells.append(g["item_id"] + (t("（新）", " (new)") if g.get("new") else ""))
+        table.add_row(*cells)
+    console.print(table)
+
+
+@app.command("readiness")
+def readiness_check(as_of: Optional[datetime] = typer.Option(None, "--as-of", formats=["%Y-%m-%d"],
+                                                             help="The day to judge (default: today, agency time)"),
+                    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON"),
+                    check_only: bool = typer.Option(False, "--check-only", help="Only list the gaps: no flow run, "
+                                                    "no improvement items, no email"),
+                    home: Optional[Path] = typer.Option(None, "--home", help="LedgerGuard home folder")) -> None:
+    """Run the weekly readiness check now: list the gaps, raise their improvement items and email the
+    week's report (once per week and recipient). Exit 0 when it ran, 1 on bad agency data, 2 when the run failed."""
+    _use_home(home)
+    _install_masking()
+    from ledgerguard.agency.models import AgencyDataError
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    en = runtime.settings.language == "en"
+    t = (lambda zh, english: english if en else zh)
+    day = as_of.date() if as_of else None
+    if check_only:
+        from tasks.readiness import assess, collect
+
+        try:
+            registers = collect(runtime, day)
+            gaps = assess(runtime, registers)
+        except AgencyDataError as exc:
+            err.print(str(exc), style="red", highlight=False, soft_wrap=True, markup=False)
+            raise typer.Exit(1) from None
+        if as_json:
+            print(json.dumps({"as_of": registers["as_of"], "week": registers["week"], "gaps": gaps},
+                             ensure_ascii=False, indent=2))
+            return
+        _print_gaps(gaps, en=en, title=t(f"准备度检查 {registers['as_of']}：{len(gaps)} 项缺口",
+                                         f"Readiness on {registers['as_of']}: {len(gaps)} gap(s)"))
+        return
+    from flows import readiness as readiness_flow
+
+    state = readiness_flow(as_of=day, return_state=True)
+    if not state.is_completed():
+        err.print(t(f"准备度检查未能完成：{state.type.value} {state.message or ''}",
+                    f"the readiness check did not complete: {state.type.value} {state.message or ''}"),
+                  style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(2)
+    outcome = state.result()
+    if as_json:
+        print(outcome.model_dump_json(indent=2))
+        return
+    _print_gaps(outcome.gaps, en=en, title=t(f"准备度周检 {outcome.week}（截至 {outcome.as_of}）：{len(outcome.gaps)} 项缺口",
+                                              f"Readiness {outcome.week} (as of {outcome.as_of}): "
+                                              f"{len(outcome.gaps)} gap(s)"))
+    for item in outcome.no_longer_found:
+        console.print(t(f"已不再发现，待关闭：{item['id']} {item['title']}（负责人 {item['owner']}）",
+                        f"no longer found, waiting to be closed: {item['id']} {item['title']} (owner {item['owner']})"),
+                      highlight=False, soft_wrap=True, markup=False)
+    console.print(t(f"报告：{outcome.report_path}；发送 {len(outcome.sent)} 份，本周此前已发送 {len(outcome.skipped)} 份",
+                    f"report: {outcome.report_path}; sent to {len(outcome.sent)}, already sent this week to "
+                    f"{len(outcome.skipped)}"), highlight=False, soft_wrap=True, markup=False)
+
+
 @app.command()
 def ui(home: Optional[Path] = None, port: int = 4200) -> None:
     """Start the embedded Prefect server (and its UI) on this home's run history; Ctrl-C stops it."""
@@ -519,7 +811,9 @@ def status(home: Optional[Path] = None,
     console.print(table)
     incidents = report["open_incidents"]
     by_level = ", ".join(f"level {k}: {v}" for k, v in incidents["by_level"].items()) or "none"
-    console.print(f"open incidents: {incidents['total']} ({by_level})", highlight=False)
+    console.print(f"open incidents: {incidents['total']} ({by_level})"
+                  + (f"; open drill incidents: {incidents['drills']}" if incidents.get("drills") else ""),
+                  highlight=False)
     outbox = report.get("outbox")
     console.print(f"outbox: {outbox if outbox is not None else 'not in this register yet'}", highlight=False)
 

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     templates_dir: Path = PROJECT_ROOT / "templates"
     agency_dir: Path | None = None
     contacts_file: Path | None = None
+    scratch: Path | None = Field(default=None, description="staging copies and test restores; default <home>/scratch")
     language: Literal["zh-CN", "en"] = "zh-CN"
     timezone: str = "Asia/Shanghai"
 
@@ -85,7 +86,7 @@ class Settings(BaseSettings):
 
     @property
     def scratch_dir(self) -> Path:
-        return self.home / "scratch"
+        return self.scratch or self.home / "scratch"
 
     @property
     def link_base_url(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
@@ -92,11 +93,29 @@ class Runtime:
 
 _runtimes: dict[int, Runtime] = {}
 _runtimes_lock = threading.Lock()
+_sandbox: ContextVar[Settings | None] = ContextVar("ledgerguard_sandbox", default=None)
+
+
+@contextmanager
+def sandboxed(settings: Settings) -> Iterator[Runtime]:
+    """Within this block (this thread and the flow and task runs it starts in-process) every
+    stage that asks for the runtime gets the sandbox's: a drill's flow reads and repairs the
+    sandbox copy of the agency, never the production folder, while the register is shared."""
+    token = _sandbox.set(settings)
+    try:
+        yield get_runtime(settings)
+    finally:
+        _sandbox.reset(token)
+        with _runtimes_lock:
+            runtime = _runtimes.pop(id(settings), None)
+        if runtime is not None and runtime._engine is not None:
+            runtime._engine.dispose()
 
 
 def get_runtime(settings: Settings | None = None) -> Runtime:
-    """The runtime for these settings (the process-wide ones by default), built once."""
-    settings = settings or get_settings()
+    """The runtime for these settings (a drill's sandbox inside :func:`sandboxed`, else the
+    process-wide ones), built once."""
+    settings = settings or _sandbox.get() or get_settings()
     with _runtimes_lock:
         runtime = _runtimes.get(id(settings))
         if runtime is None or runtime.settings is not settings:

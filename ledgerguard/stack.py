@@ -349,12 +349,17 @@ def stack_status(*, home: Path) -> dict[str, Any]:
 
     runtime = get_runtime()
     levels: dict[str, int] = {}
+    drills = 0
     with runtime.session() as db_session:
         for incident in register.list_incidents(db_session=db_session, open_only=True):
+            if incident.drill:  # an exercise is not an emergency: counted apart
+                drills += 1
+                continue
             key = str(incident.level) if incident.level else "unclassified"
             levels[key] = levels.get(key, 0) + 1
         stats = register.outbox_stats(db_session=db_session) if hasattr(register, "outbox_stats") else None
-    report["open_incidents"] = {"total": sum(levels.values()), "by_level": dict(sorted(levels.items()))}
+    report["open_incidents"] = {"total": sum(levels.values()), "by_level": dict(sorted(levels.items())),
+                                "drills": drills}
     if stats is not None and not isinstance(stats, dict):
         stats = stats.model_dump() if hasattr(stats, "model_dump") else dict(vars(stats))
     report["outbox"] = stats

@@ -42,9 +42,16 @@ def tag_flow_runs(tags: list[str], *, include_root: bool = True) -> None:
                 client.update_flow_run(run_id, tags=sorted(current | wanted))
 
 
-def send_report(*, runtime, entry, incident_id, step, message, attachments, run_id) -> tuple[list[str], list[str]]:
+def send_report(*, runtime, entry, incident_id, step, message, attachments, run_id,
+                drill: bool = False) -> tuple[list[str], list[str]]:
+    """The run's report to the management list (a drill run that opened no incident: to the drill
+    recipients when the agency lists any; a drill incident's reports are redirected by send_once)."""
+    from ledgerguard.channels.contacts import drill_recipients
+
     sent, failed = [], []
-    for recipient in management_recipients(runtime.contacts):
+    recipients = (drill_recipients(runtime.contacts) if drill and incident_id is None else []) \
+        or management_recipients(runtime.contacts)
+    for recipient in recipients:
         outcome = send_once(runtime=runtime, incident_id=incident_id, stage=Stage.RECORD, step=step,
                             recipient=recipient, message=message, template=entry.templates.report,
                             attachments=attachments, flow_run_id=run_id)
@@ -211,7 +218,7 @@ def record_clear(request: ResponseRequest, detection: Detection) -> ResponseOutc
     if snapshot or runtime.settings.report_when_clear:
         sent, failed = send_report(runtime=runtime, entry=entry, incident_id=incident_id, step=step,
                                     message=render_for(runtime, entry.templates.report, context),
-                                    attachments=[], run_id=run_id)
+                                    attachments=[], run_id=run_id, drill=request.drill)
     if failed:
         raise RuntimeError("report delivery failed: " + "; ".join(failed))
     tag_flow_runs([f"emergency:{entry.id}"] + (["drill"] if request.drill else []), include_root=False)

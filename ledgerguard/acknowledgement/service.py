@@ -17,7 +17,7 @@ from ledgerguard.register.models import Incident, as_utc, utcnow
 __all__ = ["ACK_CHANNELS", "AckResult", "IncidentNotOpen", "UnknownPerson", "acknowledge", "check_person",
            "mtta_seconds"]
 
-ACK_CHANNELS = ("ui", "cli", "api", "link", "pagerduty", "monitoring")
+ACK_CHANNELS = ("ui", "cli", "api", "link", "pagerduty", "monitoring", "drill")
 """How an acknowledgement can arrive (``via``)."""
 
 

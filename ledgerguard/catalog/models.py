@@ -43,6 +43,10 @@ __all__ = [
     "RunbookStep",
     "Templates",
     "Scenario",
+    "DrillSetup",
+    "DrillInjection",
+    "DrillPolicy",
+    "DRILL_MEASURES",
     "CatalogEntry",
     "VipRule",
     "Rubric",
@@ -335,6 +339,31 @@ class Templates(_Strict):
         return {k: v for k, v in self.model_dump().items() if v}
 
 
+class DrillInjection(_Strict):
+    injector: str = Field(description="id of one of the type's own injectors, e.g. ledger.delete_vouchers")
+    params: dict[str, Any] = Field(default_factory=dict, description="the injector's keyword arguments "
+                                                                     "(strings may use the resource's placeholders)")
+    resource: str | None = Field(default=None, description="default: the drill's resource")
+
+
+class DrillSetup(_Strict):
+    """How a drill plays a scenario for real: the injections that break a sandbox copy of the
+    agency's data, and what the response is expected to produce from it."""
+
+    resource: str = Field(description="what the flow checks; placeholders {client} (a non-VIP client of the "
+                                      "sandbox), {period} (last month), {period_before}, {year}, {annual_year}, {today}: e.g. ledger:{client}")
+    inject: list[DrillInjection] = Field(min_length=1)
+    expected_level: LevelInt | None = Field(default=None, description="default: the scenario's expected_level")
+    expected_obligations: list[SnakeId] = Field(
+        default_factory=list, description="obligation ids the incident must carry (catalog or rubric)")
+    time_limit_minutes: int = Field(default=30, gt=0, le=24 * 60,
+                                    description="the drill stops waiting for people after this long")
+    days_before_deadline: float | None = Field(
+        default=None, ge=0, le=366,
+        description="play the scenario as of this many days before the type's next deadline (the data is "
+                    "judged as of then): for faults that only matter near a deadline")
+
+
 class Scenario(_Strict):
     """A worked case for drills and acceptance tests: facts in, expected level out."""
 
@@ -345,6 +374,7 @@ class Scenario(_Strict):
     expected_level: LevelInt
     expected_grade: RegulatoryGrade | None = None
     expected_rules: list[str] = Field(default_factory=list, description="rule ids expected to fire")
+    drill: DrillSetup | None = Field(default=None, description="how a drill plays this scenario on a sandbox")
 
     @field_validator("detected_at")
     @classmethod
@@ -418,7 +448,18 @@ class CatalogEntry(_Strict):
                 if item.id in seen:
                     raise ValueError(f"{label}: id {item.id!r} is used twice")
                 seen.add(item.id)
+        if not any(s.drill for s in self.scenarios):
+            raise ValueError("scenarios: at least one scenario needs a drill: block (resource, inject) "
+                             "so the type can be drilled")
         return self
+
+    def scenario(self, scenario_id: str | None = None) -> Scenario:
+        """The named scenario, or the first one a drill can play."""
+        for scenario in self.scenarios:
+            if scenario.id == scenario_id or (scenario_id is None and scenario.drill):
+                return scenario
+        known = ", ".join(s.id for s in self.scenarios)
+        raise KeyError(f"{self.id}: no scenario {scenario_id!r}; scenarios: {known}")
 
     # convenience for the stages
     def roles_for(self, level: int) -> list[str]:
@@ -429,6 +470,38 @@ class CatalogEntry(_Strict):
             if step.id == step_id:
                 return step
         raise KeyError(f"{self.id}: no runbook step {step_id!r}; steps: {', '.join(s.id for s in self.runbook)}")
+
+
+class DrillPolicy(_Strict):
+    """drills.yaml: how drills are scored, which follow-ups they open, and their schedules."""
+
+    weights: dict[SnakeId, float] = Field(description="measure → weight; a measure that does not apply to a "
+                                                      "drill (no RPO, no notice) is left out and the rest rescaled")
+    pass_mark: float = Field(ge=0, le=100)
+    improvement_due_days: int = Field(default=14, gt=0, le=365)
+    improvement_owner_roles: list[SnakeId] = Field(
+        min_length=1, description="the first role someone holds owns a drill's improvement items")
+    monthly: str = Field(description="cron (agency time zone) of the monthly single-type drill")
+    yearly: str = Field(description="cron (agency time zone) of the yearly full drill")
+    rotation: list[SnakeId] = Field(default_factory=list, description="order of the monthly drill; "
+                                                                       "default: the catalog's, by id")
+    notice_contents: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict, description="notice template → language → text each drafted notice must contain")
+
+    @field_validator("weights")
+    @classmethod
+    def _known_measures(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(DRILL_MEASURES))
+        if unknown:
+            raise ValueError(f"unknown measure(s) {', '.join(unknown)}; measures: {', '.join(DRILL_MEASURES)}")
+        if any(w < 0 for w in value.values()) or not any(w > 0 for w in value.values()):
+            raise ValueError("weights must be ≥ 0 and at least one > 0")
+        return value
+
+
+DRILL_MEASURES = ("detected", "level_matched", "notified", "acknowledged", "recovered", "rto_met", "rpo_met",
+                  "obligations_complete", "notices_complete", "checklist_completion")
+"""What a drill measures, each scored 0…1 (or not applicable)."""
 
 
 class VipRule(_HasCondition):

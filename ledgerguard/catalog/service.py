@@ -15,12 +15,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ledgerguard.calendar import CalendarError, FilingCalendar
-from ledgerguard.catalog.models import DERIVED_FACTS, CatalogEntry, Rubric
+from ledgerguard.catalog.models import DERIVED_FACTS, CatalogEntry, DrillPolicy, Rubric
 from ledgerguard.expressions import HELPERS
 
 __all__ = [
     "RUBRIC_FILE",
     "CALENDAR_FILE",
+    "DRILLS_FILE",
     "Catalog",
     "CatalogError",
     "CatalogProblem",
@@ -30,6 +31,7 @@ __all__ = [
 
 RUBRIC_FILE = "rubric.yaml"
 CALENDAR_FILE = "filing-calendar.yaml"
+DRILLS_FILE = "drills.yaml"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Catalog:
     rubric: Rubric
     calendar: FilingCalendar
     directory: Path | None = None
+    drills: DrillPolicy | None = None
     _flows: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -266,6 +269,7 @@ class _Scan:
     entries: dict[str, CatalogEntry]
     rubric: Rubric | None
     calendar: FilingCalendar | None
+    drills: DrillPolicy | None = None
 
 
 def _scan(directory: Path, templates_dir: Path | None) -> _Scan:
@@ -304,11 +308,20 @@ def _scan(directory: Path, templates_dir: Path | None) -> _Scan:
                     _check_names(RUBRIC_FILE, f"{label}.{i}.when", item.condition.names, known, problems)
             _check_names(RUBRIC_FILE, "vip.when", rubric.vip.condition.names, known, problems)
 
+    drills: DrillPolicy | None = None
+    drills_path = directory / DRILLS_FILE
+    if not drills_path.is_file():
+        problems.append(CatalogProblem(DRILLS_FILE, "", "missing: drill scoring and schedules are required"))
+    else:
+        raw = _read_yaml(drills_path, problems)
+        if raw is not None:
+            drills = _validate(DrillPolicy, DRILLS_FILE, raw, problems)
+
     templates = _template_names(templates_dir)
     entries: dict[str, CatalogEntry] = {}
     flows: dict[str, str] = {}
     for path in sorted(directory.iterdir()):
-        if path.name in (RUBRIC_FILE, CALENDAR_FILE) or path.name.startswith("."):
+        if path.name in (RUBRIC_FILE, CALENDAR_FILE, DRILLS_FILE) or path.name.startswith("."):
             continue
         if path.suffix == ".yml":
             problems.append(CatalogProblem(path.name, "", "use the .yaml extension; this file is ignored"))
@@ -332,10 +345,18 @@ def _scan(directory: Path, templates_dir: Path | None) -> _Scan:
             continue
         flows[entry.flow] = path.name
         entries[entry.id] = entry
-    if not entries and not any(p.file.endswith(".yaml") and p.file not in (RUBRIC_FILE, CALENDAR_FILE)
+    if not entries and not any(p.file.endswith(".yaml") and p.file not in (RUBRIC_FILE, CALENDAR_FILE, DRILLS_FILE)
                                for p in problems):
         problems.append(CatalogProblem(str(directory), "", "no emergency types (*.yaml) found"))
-    return _Scan(problems, entries, rubric, calendar)
+    if drills is not None:
+        for i, type_id in enumerate(drills.rotation):
+            if entries and type_id not in entries:
+                problems.append(CatalogProblem(DRILLS_FILE, f"rotation.{i}", f"unknown emergency type {type_id!r}"))
+        known_roles = set(rubric.roles) if rubric is not None else None
+        for i, role in enumerate(drills.improvement_owner_roles):
+            if known_roles is not None and role not in known_roles:
+                problems.append(CatalogProblem(DRILLS_FILE, f"improvement_owner_roles.{i}", f"unknown role {role!r}"))
+    return _Scan(problems, entries, rubric, calendar, drills)
 
 
 def _default_dirs(directory: Path | None, templates_dir: Path | None) -> tuple[Path, Path | None]:
@@ -351,7 +372,33 @@ def _default_dirs(directory: Path | None, templates_dir: Path | None) -> tuple[P
 def check_catalog(directory: Path | None = None, *, templates_dir: Path | None = None) -> list[CatalogProblem]:
     """Every problem in the catalog directory (all files, all fields); empty when it is sound."""
     directory, templates_dir = _default_dirs(directory, templates_dir)
-    return _scan(directory, templates_dir).problems
+    scan = _scan(directory, templates_dir)
+    return scan.problems + _drill_problems(scan.entries, scan.problems)
+
+
+def _drill_problems(entries: dict[str, CatalogEntry], found: list[CatalogProblem]) -> list[CatalogProblem]:
+    """Each drill's injectors exist and break the type they drill (checked by `ledgerguard check`,
+    not on every load: it imports every detector module). A file with problems already is left
+    to those: its id may not even be its type's."""
+    from ledgerguard.detectors import get_injector
+
+    problems = []
+    blamed = {p.file for p in found}
+    for entry in entries.values():
+        if f"{entry.id}.yaml" in blamed or any(p.field == "id" and f"{entry.id!r}" in p.reason for p in found):
+            continue
+        for i, scenario in enumerate(entry.scenarios):
+            for j, step in enumerate(scenario.drill.inject if scenario.drill else []):
+                where = f"scenarios.{i}.drill.inject.{j}.injector"
+                try:
+                    injector = get_injector(step.injector)
+                except KeyError as exc:
+                    problems.append(CatalogProblem(f"{entry.id}.yaml", where, exc.args[0]))
+                    continue
+                if injector.emergency_type != entry.id:
+                    problems.append(CatalogProblem(f"{entry.id}.yaml", where, f"{step.injector!r} breaks "
+                                                   f"{injector.emergency_type}, not {entry.id}"))
+    return problems
 
 
 def load_catalog(directory: Path | None = None, *, templates_dir: Path | None = None) -> Catalog:
@@ -360,4 +407,5 @@ def load_catalog(directory: Path | None = None, *, templates_dir: Path | None = 
     scan = _scan(directory, templates_dir)
     if scan.problems or scan.rubric is None or scan.calendar is None:
         raise CatalogError(scan.problems)
-    return Catalog(entries=scan.entries, rubric=scan.rubric, calendar=scan.calendar, directory=directory)
+    return Catalog(entries=scan.entries, rubric=scan.rubric, calendar=scan.calendar, directory=directory,
+                   drills=scan.drills)

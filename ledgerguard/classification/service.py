@@ -74,7 +74,8 @@ def _amount(spec: ObligationSpec, facts: Mapping[str, Any], where: str) -> float
 
 
 # --------------------------------------------------------------------------- facts
-def _type_deadline(entry: CatalogEntry, detected_at: datetime, calendar: FilingCalendar | None) -> datetime | None:
+def type_deadline(entry: CatalogEntry, detected_at: datetime, calendar: FilingCalendar | None) -> datetime | None:
+    """The statutory deadline that makes this type urgent, next after ``detected_at`` (None: none)."""
     basis = entry.deadline
     try:
         if basis == "none":
@@ -123,7 +124,7 @@ def enrich_facts(
             except CalendarError as exc:
                 log.warning("%s: %s", entry.id, exc)
         if deadline is None:
-            deadline = _type_deadline(entry, detected, calendar)
+            deadline = type_deadline(entry, detected, calendar)
     if deadline is not None:
         enriched["deadline_at"] = deadline
         if "hours_to_deadline" not in enriched:

@@ -11,9 +11,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["Contact", "Raci", "Readiness", "Regulation", "Resource", "Supply", "TrainingRecord"]
+__all__ = ["CHECKIN_STATUSES", "Contact", "Raci", "Readiness", "ReadinessOutcome", "Regulation", "Resource", "Supply",
+           "TrainingRecord"]
 
 _ID = r"^[a-z0-9][a-z0-9_.-]*$"
+_OWNER_HELP = "a person id or a role of contacts.yaml who answers for it; gaps of this item go to them"
+CHECKIN_STATUSES = ("ok", "needs_support", "unavailable")
 
 
 class _Model(BaseModel):
@@ -32,6 +35,7 @@ class Supply(_Model):
     check_every_days: int = Field(default=90, gt=0)
     last_checked: date | None = None
     expires: date | None = Field(default=None, description="battery, certificate or warranty end")
+    owner: str = Field(default="", description=_OWNER_HELP)
 
 
 class Contact(_Model):
@@ -55,6 +59,7 @@ class Resource(_Model):
     contact: Contact
     verify_every_days: int = Field(default=180, gt=0)
     last_verified: date | None = None
+    owner: str = Field(default="", description=_OWNER_HELP)
 
 
 class Regulation(_Model):
@@ -64,6 +69,7 @@ class Regulation(_Model):
     effective: date | None = None
     review_every_days: int = Field(default=365, gt=0)
     last_reviewed: date | None = None
+    owner: str = Field(default="", description=_OWNER_HELP)
 
 
 class TrainingRecord(_Model):
@@ -98,3 +104,17 @@ class Readiness(_Model):
                 raise ValueError(f"id {item.id!r} is listed twice")
             seen.add(item.id)
         return items
+
+
+class ReadinessOutcome(BaseModel):
+    """What one readiness check found and did: the gaps (each with its improvement item), the
+    open readiness items no longer found, and where the report went."""
+
+    as_of: date
+    week: str = Field(description="ISO week of as_of, e.g. 2026-W49: one report per week and recipient")
+    gaps: list[dict] = Field(default_factory=list)
+    no_longer_found: list[dict] = Field(default_factory=list)
+    report_path: str | None = None
+    sent: list[str] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list, description="recipients this week's report already reached")
+    flow_run_id: str | None = None

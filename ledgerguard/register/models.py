@@ -526,3 +526,56 @@ class ImprovementItem(Base):
 
 
 READINESS_TABLES = ["improvement_items"]
+
+
+# --- drills and staff check-ins (revision 0006) ------------------------------------------------
+
+
+class DrillRecord(Base):
+    """One drill: the scenario it played, the sandbox it ran on, the drill incident it opened,
+    what was measured and the score those measures earned (with the weights it was scored by)."""
+
+    __tablename__ = "drills"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    emergency_type: Mapped[str] = mapped_column(String(100), index=True)
+    scenario_id: Mapped[str] = mapped_column(String(100))
+    mode: Mapped[str] = mapped_column(String(20), default="live")
+    """live (the real flow on a sandbox) or tabletop (the runbook walked through forms)."""
+    status: Mapped[str] = mapped_column(String(20), default="running", index=True)
+    """running, scored, or failed (the drill itself broke: no score)."""
+    requested_by: Mapped[str] = mapped_column(String(100), default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    sandbox: Mapped[str | None] = mapped_column(Text)
+    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    expected_level: Mapped[int | None] = mapped_column(Integer)
+    level: Mapped[int | None] = mapped_column(Integer)
+    measures: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    score: Mapped[float | None] = mapped_column(Numeric(5, 1, asdecimal=False))
+    passed: Mapped[bool | None] = mapped_column(Boolean)
+    weights: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    participants: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    report_path: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class StaffCheckin(Base):
+    """After a 一级/二级 incident each person who handled it checks in: fine, needs support, or
+    not available — so the agency knows who can take the next one."""
+
+    __tablename__ = "staff_checkins"
+    __table_args__ = (UniqueConstraint("incident_id", "person_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    person_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    """ok, needs_support or unavailable."""
+    note: Mapped[str] = mapped_column(Text, default="")
+    via: Mapped[str] = mapped_column(String(20), default="cli")
+    checked_in_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+DRILL_TABLES = ["drills", "staff_checkins"]

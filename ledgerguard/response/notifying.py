@@ -74,7 +74,61 @@ def send_once(
     register as `failed` with its error and is claimed again by the next attempt.
     ``personalise(recipient)`` renders the recipient's own copy (their acknowledgement link)
     once the delivery is claimed, so a delivery that is skipped issues no link.
+    A drill incident's message goes to :func:`drill_targets` instead.
     """
+    from ledgerguard.register import service as register
+
+    if incident_id:
+        with runtime.session(read_only=True) as db_session:
+            drill = bool(register.get_incident(db_session=db_session, incident_id=incident_id).drill)
+        if drill:
+            return _send_drill(runtime=runtime, incident_id=incident_id, stage=stage, step=step, recipient=recipient,
+                               message=message, template=template, attachments=attachments,
+                               flow_run_id=flow_run_id, personalise=personalise)
+    return _send(runtime=runtime, incident_id=incident_id, stage=stage, step=step, recipient=recipient,
+                 message=message, template=template, attachments=attachments, flow_run_id=flow_run_id,
+                 personalise=personalise)
+
+
+def drill_targets(*, contacts, recipient) -> list:
+    """Where a drill incident's message to ``recipient`` goes: the agency's drill recipients when
+    it lists any (each keeps the person it was meant for, so acknowledgement links still name
+    them); otherwise the staff member themself, as a drill participant. A client is never a drill
+    participant: without drill recipients a client's message is not sent at all."""
+    from dataclasses import replace
+
+    from ledgerguard.channels.contacts import drill_recipients
+
+    mailbox = drill_recipients(contacts)
+    if mailbox:
+        return [replace(recipient, channel=target.channel, address=target.address) for target in mailbox]
+    return [] if recipient.role == "client" else [recipient]
+
+
+def _send_drill(*, runtime, incident_id, stage, step, recipient, message, template, attachments, flow_run_id,
+                personalise) -> SendOutcome:
+    from ledgerguard.register import service as register
+
+    targets = drill_targets(contacts=runtime.contacts, recipient=recipient)
+    if not targets:
+        with runtime.session() as db_session:
+            register.append_timeline(
+                db_session=db_session, incident_id=incident_id, stage=stage.value if isinstance(stage, Stage)
+                else str(stage), kind="notification.suppressed", flow_run_id=flow_run_id,
+                message=f"drill: {template} for client {recipient.name} not sent (no drill recipients listed)",
+                data={"recipient": recipient.person_id, "step": step})
+        return SendOutcome(recipient=recipient_label(recipient), channel=recipient.channel, status="skipped")
+    outcomes = [_send(runtime=runtime, incident_id=incident_id, stage=stage, step=step, recipient=target,
+                      message=message, template=template, attachments=attachments, flow_run_id=flow_run_id,
+                      personalise=personalise) for target in targets]
+    failed = [o for o in outcomes if o.status == "failed"]
+    status = "failed" if failed else ("skipped" if all(o.status == "skipped" for o in outcomes) else "sent")
+    return SendOutcome(recipient=recipient_label(recipient), channel=recipient.channel, status=status,
+                       error="; ".join(o.error or "" for o in failed) or None)
+
+
+def _send(*, runtime, incident_id, stage, step, recipient, message, template, attachments, flow_run_id,
+          personalise) -> SendOutcome:
     from ledgerguard.channels.service import deliver
     from ledgerguard.register import service as register
 

@@ -228,8 +228,11 @@ def generate_agency(target: Path, *, clients: int = 200, nights: int = 3, seed: 
     people = _people(rng)
     accountants = [p for p in people if "accountants" in p["roles"]]
     management = [p["email"] for p in people if {"owner", "manager"} & set(p["roles"])]
+    # Drill messages go to one exercise mailbox, not to everyone's phone.
+    drill = [f"yanlian@{management[0].split('@', 1)[1]}"] if management else []
     (target / config.contacts_file).write_text(
-        yaml.safe_dump({"people": people, "management_list": management}, allow_unicode=True, sort_keys=False),
+        yaml.safe_dump({"people": people, "management_list": management, "drill_recipients": drill},
+                       allow_unicode=True, sort_keys=False),
         encoding="utf-8")
 
     rows, names = [], set()
