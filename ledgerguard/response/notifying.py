@@ -122,6 +122,16 @@ def _send_drill(*, runtime, incident_id, stage, step, recipient, message, templa
                       message=message, template=template, attachments=attachments, flow_run_id=flow_run_id,
                       personalise=personalise) for target in targets]
     failed = [o for o in outcomes if o.status == "failed"]
+    if not failed and any(recipient_label(t) != recipient_label(recipient) for t in targets):
+        # Quiet hours deferred this message under the person's own key; its redirected copies are
+        # out now, so that row is done too (else it would wait as "deferred" for ever).
+        stage_name = stage.value if isinstance(stage, Stage) else str(stage)
+        key = idempotency_key(incident_id=incident_id, stage=stage_name, recipient=recipient_label(recipient),
+                              step=step)
+        with runtime.session() as db_session:
+            row = register.get_notification(db_session=db_session, key=key, lock=True)
+            if row is not None and row.status == "deferred":
+                register.mark_notification_sent(db_session=db_session, key=key)
     status = "failed" if failed else ("skipped" if all(o.status == "skipped" for o in outcomes) else "sent")
     return SendOutcome(recipient=recipient_label(recipient), channel=recipient.channel, status=status,
                        error="; ".join(o.error or "" for o in failed) or None)
