@@ -725,6 +725,65 @@ def readiness_check(as_of: Optional[datetime] = typer.Option(None, "--as-of", fo
                     f"{len(outcome.skipped)}"), highlight=False, soft_wrap=True, markup=False)
 
 
+# --- the compliance archive (issue 7) -----------------------------------------------------------
+
+export_app = typer.Typer(help="Export the compliance archive, or verify one offline", invoke_without_command=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.callback()
+def export(ctx: typer.Context,
+           start: Optional[datetime] = typer.Option(None, "--from", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S%z"],
+                                                    help="First day (agency time) of the incidents to export"),
+           end: Optional[datetime] = typer.Option(None, "--to", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S%z"],
+                                                  help="Day after the last one (exclusive)"),
+           out: Optional[Path] = typer.Option(None, "--out", help="New (or empty) folder for the archive"),
+           home: Optional[Path] = None) -> None:
+    """`export --from 2026-11-01 --to 2026-12-01 --out DIR`: the incidents opened in the range as a
+    self-contained archive (JSONL records, reports, evidence, SHA-256 manifest, timeline chain head)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if start is None or end is None or out is None:
+        console.print("[red]export needs --from, --to and --out[/] (or: ledgerguard export verify ARCHIVE)")
+        raise typer.Exit(2)
+    _use_home(home)
+    from zoneinfo import ZoneInfo
+
+    from ledgerguard.archive.service import ArchiveError, export_archive
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    tz = ZoneInfo(runtime.settings.timezone)
+    start, end = (d if d.tzinfo else d.replace(tzinfo=tz) for d in (start, end))
+    try:
+        with runtime.session(read_only=True) as db_session:
+            manifest = export_archive(db_session=db_session, start=start, end=end, out=out,
+                                      reports_dir=runtime.settings.reports_dir,
+                                      allowed_roots=[runtime.settings.agency_path, runtime.settings.scratch_dir,
+                                                     runtime.settings.home / "drills"])
+    except ArchiveError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    counts = ", ".join(f"{k} {v}" for k, v in manifest["records"].items() if v)
+    console.print(f"archive {out}: {len(manifest['files'])} file(s), {manifest['evidence_files']} evidence file(s); "
+                  f"records: {counts or 'none'}; timeline head {manifest['timeline_head']}", soft_wrap=True,
+                  highlight=False)
+
+
+@export_app.command("verify")
+def export_verify(archive: Path = typer.Argument(..., help="The archive folder")) -> None:
+    """Check an archive offline: every file against the manifest, every timeline record against its
+    hash. Exit 1 naming each file or record that changed."""
+    from ledgerguard.archive.service import verify_archive
+
+    problems = verify_archive(archive)
+    for problem in problems:
+        console.print(f"[red]{problem}[/]", soft_wrap=True, highlight=False, markup=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"archive {archive}: intact", highlight=False)
+
+
 @app.command()
 def ui(home: Optional[Path] = None, port: int = 4200) -> None:
     """Start the embedded Prefect server (and its UI) on this home's run history; Ctrl-C stops it."""

@@ -1,0 +1,1 @@
+"""The compliance archive: export and offline verification (issue 7)."""
