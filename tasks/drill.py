@@ -26,9 +26,9 @@ from ledgerguard.models import IncidentStatus, Signal, Stage, utcnow
 from ledgerguard.register import service as register
 from ledgerguard.register.models import Incident
 from ledgerguard.response.notifying import send_once
-from ledgerguard.response.reporting import incident_snapshot, needs_pipl57_notice, write_text
+from ledgerguard.response.reporting import incident_snapshot, needs_pipl57_notice, pipl57_notice_path, write_text
 from ledgerguard.runtime import get_runtime
-from tasks.people import close_runs, runs_tagged, stop_escalation, ui_run_url
+from tasks.people import close_runs, form_choices, runs_tagged, stop_escalation, ui_run_url
 
 PRODUCTION_SUMS = "production.sha256.json"
 
@@ -195,23 +195,13 @@ def _approve(tag: str, answered: set[str], given: list[dict]) -> None:
         key = run.state.state_details.pause_key or ""
         if not key.startswith("approval-") or f"{run.id}:{key}" in answered:
             continue
-        choices = _form_choices(run, "approver")
+        choices = form_choices(run, "approver")
         if not choices:
             continue
         resume_flow_run(run.id, run_input={"approver": choices[0], "decision": "approve",
                                            "reason": "演练替身审批 / drill stand-in approval"})
         answered.add(f"{run.id}:{key}")
         given.append({"kind": "approval", "flow_run_id": str(run.id), "key": key, "by": choices[0]})
-
-
-def _form_choices(run, field: str) -> list[str]:
-    from prefect import get_client
-
-    key = run.state.state_details.run_input_keyset["schema"]
-    with get_client(sync_client=True) as client:
-        schema = client.read_flow_run_input(flow_run_id=run.id, key=key)
-    schema = json.loads(schema) if isinstance(schema, str) else schema
-    return list(((schema.get("properties") or {}).get(field) or {}).get("enum") or [])
 
 
 @task(name="drill-wait-for-people", cache_policy=NO_CACHE)
@@ -231,8 +221,7 @@ def wait_for_people(plan: dict, injected: dict) -> dict:
 
 
 def _notice_texts(runtime, incident_id: str) -> dict[str, str]:
-    folder = runtime.settings.reports_dir / incident_id
-    path = folder / f"notice-pipl57-{incident_id}.md"
+    path = pipl57_notice_path(runtime.settings.reports_dir, incident_id)
     return {"notice_pipl57": path.read_text(encoding="utf-8")} if path.is_file() else {}
 
 
@@ -314,7 +303,7 @@ def score_drill(plan: dict, injected: dict, flow_state: dict, answers: list[dict
                 detail=m.detail, owner=owner, due_at=due, incident_id=incident_id)
             items.append({"id": row.id, "title": row.title, "owner": row.owner, "due_at": row.due_at.isoformat(),
                           "measure": m.name, "new": created})
-        participants = _participants(runtime, incident_id, stand_in_used=bool(answers))
+        participants = _participants(runtime, incident_id, stand_in_used=plan["stand_in"])
         record = drills.finish_drill(
             db_session=db_session, drill_id=plan["drill_id"], incident_id=incident_id,
             measures={m.name: m.to_dict() for m in measures}, score_value=value, passed=passed,

@@ -40,7 +40,7 @@ class FormInput(RunInput):
     model_config = ConfigDict(extra="ignore")
 
 
-def _people_choice(ids: list[str]) -> Any:
+def people_choice(ids: list[str]) -> Any:
     if not ids:
         raise ValueError("nobody in contacts.yaml can fill in this form")
     return Literal[tuple(ids)]  # type: ignore[valid-type]
@@ -50,7 +50,7 @@ def acknowledgement_form(*, people: list[str]):
     """The form a responder fills to take the incident over (确认接手)."""
     return create_model(
         "Acknowledgement", __base__=FormInput,
-        responder=(_people_choice(people), Field(title="确认人 Responder", description="your id in contacts.yaml")),
+        responder=(people_choice(people), Field(title="确认人 Responder", description="your id in contacts.yaml")),
         note=(str, Field("", title="备注 Note", max_length=2000)),
     )
 
@@ -59,7 +59,7 @@ def approval_form(*, people: list[str]):
     """Approve or reject a runbook step (four eyes: the run refuses the requester's own approval)."""
     return create_model(
         "Approval", __base__=FormInput,
-        approver=(_people_choice(people), Field(title="审批人 Approver", description="your id in contacts.yaml")),
+        approver=(people_choice(people), Field(title="审批人 Approver", description="your id in contacts.yaml")),
         decision=(Literal["approve", "reject"], Field(title="决定 Decision", description="approve 批准 / reject 驳回")),
         reason=(str, Field("", title="理由 Reason", max_length=2000, description="required to reject")),
     )
@@ -68,7 +68,7 @@ def approval_form(*, people: list[str]):
 def checklist_form(*, people: list[str], steps: list[tuple[str, str]]):
     """One switch per open manual step (``(step id, title)``): tick what you did."""
     fields: dict[str, Any] = {
-        "responder": (_people_choice(people), Field(title="处理人 Responder", description="your id in contacts.yaml")),
+        "responder": (people_choice(people), Field(title="处理人 Responder", description="your id in contacts.yaml")),
     }
     for step_id, title in steps:
         fields[step_id] = (bool, Field(False, title=title))
@@ -171,6 +171,19 @@ def wake_run(run_id: str, *, message: str) -> bool:
 
 
 # --- rounds: runs scheduled in Prefect as the timer ----------------------------------------------
+
+
+def form_choices(run, field: str) -> list[str]:
+    """The choices a paused run's form offers for ``field`` (its JSON schema's enum)."""
+    import json
+
+    from prefect import get_client
+
+    key = run.state.state_details.run_input_keyset["schema"]
+    with get_client(sync_client=True) as client:
+        schema = client.read_flow_run_input(flow_run_id=run.id, key=key)
+    schema = json.loads(schema) if isinstance(schema, str) else schema
+    return list(((schema.get("properties") or {}).get(field) or {}).get("enum") or [])
 
 
 def ui_run_url(run_id: str | UUID | None) -> str | None:

@@ -50,10 +50,8 @@ def _drilled_on(db_session, tz) -> dict[str, date]:
     latest: dict[str, date] = {}
     for drill in db_session.scalars(select(DrillRecord).where(DrillRecord.status == "scored")):
         day = as_utc(drill.started_at).astimezone(tz).date()
-        for participant in drill.participants or []:
-            pid = participant.get("id") or participant.get("person") if isinstance(participant, dict) else participant
-            if isinstance(pid, str) and pid:
-                latest[pid] = max(day, latest.get(pid, day))
+        for pid in drill.participants or []:  # person ids (finish_drill stores them so)
+            latest[pid] = max(day, latest.get(pid, day))
     return latest
 
 

@@ -13,7 +13,13 @@ from ledgerguard.models import Detection, Level, Stage
 from ledgerguard.register import service as register
 from ledgerguard.response.models import Classified, ResponseOutcome, ResponseRequest, StepResult
 from ledgerguard.response.notifying import redeliver_failed, send_once
-from ledgerguard.response.reporting import incident_snapshot, needs_pipl57_notice, report_context, write_text
+from ledgerguard.response.reporting import (
+    incident_snapshot,
+    needs_pipl57_notice,
+    pipl57_notice_path,
+    report_context,
+    write_text,
+)
 from ledgerguard.response.runbook import decide_status
 from ledgerguard.runtime import get_runtime
 from tasks.people import stop_escalation
@@ -112,7 +118,7 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
 
     attachments = [postmortem_path]
     notice_path = draft_pipl57_notice(runtime=runtime, entry=entry, snapshot=snapshot, context=context,
-                                      folder=folder, run_id=run_id)
+                                      run_id=run_id)
     if notice_path is not None:
         attachments.append(notice_path)
 
@@ -152,7 +158,7 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
     )
 
 
-def draft_pipl57_notice(*, runtime, entry, snapshot, context, folder, run_id):
+def draft_pipl57_notice(*, runtime, entry, snapshot, context, run_id):
     """Write the PIPL Art. 57 notice draft when the incident carries that obligation.
 
     A draft only: it goes to management with the report and waits for a person's approval
@@ -164,7 +170,7 @@ def draft_pipl57_notice(*, runtime, entry, snapshot, context, folder, run_id):
     incident_id = snapshot["incident"]["id"]
     notice = render_for(runtime, entry.templates.pipl57, context)
     text = notice.markdown or notice.text
-    path = folder / f"notice-pipl57-{incident_id}.md"
+    path = pipl57_notice_path(runtime.settings.reports_dir, incident_id)
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return path
     write_text(path, text)

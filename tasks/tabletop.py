@@ -14,7 +14,7 @@ from ledgerguard.drills import service as drills
 from ledgerguard.drills.models import DrillOutcome, TabletopRequest
 from ledgerguard.models import utcnow
 from ledgerguard.runtime import get_runtime
-from tasks.people import FormInput, _people_choice, wait_for_person
+from tasks.people import FormInput, people_choice, wait_for_person
 
 
 def grading_form(*, roles: list[str]):
@@ -29,7 +29,7 @@ def grading_form(*, roles: list[str]):
 def step_form(*, people: list[str], title: str):
     return create_model(
         "TabletopStep", __base__=FormInput,
-        owner=(_people_choice(people), Field(title=f"负责人 Who does it: {title}")),
+        owner=(people_choice(people), Field(title=f"负责人 Who does it: {title}")),
         action=(str, Field(title="做法 What would you do", min_length=1, max_length=4000)),
         minutes=(float, Field(title="预计用时（分钟）Minutes it takes", ge=0, le=7 * 24 * 60)),
         ready=(bool, Field(True, title="就绪 We have what this step needs (access, tools, people)")),

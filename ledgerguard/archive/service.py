@@ -13,7 +13,6 @@ or record that changed, went missing or was added. Keyword-only, Prefect-free.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ledgerguard.backups import sha256_file
 from ledgerguard.register.models import (
     ApprovalRecord,
     DrillRecord,
@@ -68,14 +68,6 @@ class ArchiveProblem:
 
 def _row(obj: Any) -> dict[str, Any]:
     return {c.key: to_jsonable(getattr(obj, c.key)) for c in obj.__mapper__.column_attrs}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _evidence_paths(value: Any) -> list[str]:
@@ -136,7 +128,7 @@ def export_archive(*, db_session: Session, start: datetime, end: datetime, out: 
         shutil.copy2(path, target)
         copied += 1
     head = db_session.scalars(select(TimelineEntry).order_by(TimelineEntry.seq.desc()).limit(1)).first()
-    files = {p.relative_to(out).as_posix(): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+    files = {p.relative_to(out).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
              for p in sorted(out.rglob("*")) if p.is_file() and p.name != MANIFEST}
     manifest = {
         "format": ARCHIVE_FORMAT, "created_at": utcnow().isoformat(), "from": start.isoformat(),
@@ -171,11 +163,12 @@ def verify_archive(path: Path) -> list[ArchiveProblem]:
     problems: list[ArchiveProblem] = []
     present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MANIFEST}
     for name, meta in sorted(files.items()):
-        file = root / name
         if name not in present:
             problems.append(ArchiveProblem(name, "missing"))
-        elif _sha256(file) != meta.get("sha256"):
-            problems.append(ArchiveProblem(name, "changed", f"sha256 {_sha256(file)[:16]}… ≠ manifest "
+            continue
+        digest = sha256_file(root / name)
+        if digest != meta.get("sha256"):
+            problems.append(ArchiveProblem(name, "changed", f"sha256 {digest[:16]}… ≠ manifest "
                                                             f"{str(meta.get('sha256'))[:16]}…"))
     for name in sorted(present - set(files)):
         problems.append(ArchiveProblem(name, "unexpected", "not in the manifest"))

@@ -270,6 +270,7 @@ class _Scan:
     rubric: Rubric | None
     calendar: FilingCalendar | None
     drills: DrillPolicy | None = None
+    files: dict[str, str] = field(default_factory=dict)  # type id -> the file it came from
 
 
 def _scan(directory: Path, templates_dir: Path | None) -> _Scan:
@@ -319,6 +320,7 @@ def _scan(directory: Path, templates_dir: Path | None) -> _Scan:
 
     templates = _template_names(templates_dir)
     entries: dict[str, CatalogEntry] = {}
+    files: dict[str, str] = {}
     flows: dict[str, str] = {}
     for path in sorted(directory.iterdir()):
         if path.name in (RUBRIC_FILE, CALENDAR_FILE, DRILLS_FILE) or path.name.startswith("."):
@@ -345,6 +347,7 @@ def _scan(directory: Path, templates_dir: Path | None) -> _Scan:
             continue
         flows[entry.flow] = path.name
         entries[entry.id] = entry
+        files[entry.id] = path.name
     if not entries and not any(p.file.endswith(".yaml") and p.file not in (RUBRIC_FILE, CALENDAR_FILE, DRILLS_FILE)
                                for p in problems):
         problems.append(CatalogProblem(str(directory), "", "no emergency types (*.yaml) found"))
@@ -356,7 +359,7 @@ def _scan(directory: Path, templates_dir: Path | None) -> _Scan:
         for i, role in enumerate(drills.improvement_owner_roles):
             if known_roles is not None and role not in known_roles:
                 problems.append(CatalogProblem(DRILLS_FILE, f"improvement_owner_roles.{i}", f"unknown role {role!r}"))
-    return _Scan(problems, entries, rubric, calendar, drills)
+    return _Scan(problems, entries, rubric, calendar, drills, files)
 
 
 def _default_dirs(directory: Path | None, templates_dir: Path | None) -> tuple[Path, Path | None]:
@@ -373,20 +376,19 @@ def check_catalog(directory: Path | None = None, *, templates_dir: Path | None =
     """Every problem in the catalog directory (all files, all fields); empty when it is sound."""
     directory, templates_dir = _default_dirs(directory, templates_dir)
     scan = _scan(directory, templates_dir)
-    return scan.problems + _drill_problems(scan.entries, scan.problems)
+    blamed = {p.file for p in scan.problems}
+    sound = {type_id: entry for type_id, entry in scan.entries.items() if scan.files[type_id] not in blamed}
+    return scan.problems + _drill_problems(sound)
 
 
-def _drill_problems(entries: dict[str, CatalogEntry], found: list[CatalogProblem]) -> list[CatalogProblem]:
+def _drill_problems(entries: dict[str, CatalogEntry]) -> list[CatalogProblem]:
     """Each drill's injectors exist and break the type they drill (checked by `ledgerguard check`,
     not on every load: it imports every detector module). A file with problems already is left
-    to those: its id may not even be its type's."""
+    to those (the caller passes only sound files): its id may not even be its type's."""
     from ledgerguard.detectors import get_injector
 
     problems = []
-    blamed = {p.file for p in found}
     for entry in entries.values():
-        if f"{entry.id}.yaml" in blamed or any(p.field == "id" and f"{entry.id!r}" in p.reason for p in found):
-            continue
         for i, scenario in enumerate(entry.scenarios):
             for j, step in enumerate(scenario.drill.inject if scenario.drill else []):
                 where = f"scenarios.{i}.drill.inject.{j}.injector"

@@ -9,7 +9,6 @@ and kept out of their metrics.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,16 +18,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ledgerguard.backups import sha256_file
 from ledgerguard.catalog.models import DRILL_MEASURES, CatalogEntry, DrillPolicy, Scenario
 from ledgerguard.register import service as register
 from ledgerguard.register.models import DrillRecord, Incident, as_utc, new_id, utcnow
 
-__all__ = ["DRILL_STATUSES", "DrillError", "Measure", "Sandbox", "checksums", "drill_dedup_key", "expected_level",
+__all__ = ["DrillError", "Measure", "Sandbox", "checksums", "drill_dedup_key", "expected_level",
            "drill_moment", "finish_drill",
            "get_drill", "improvement_owner", "inject", "list_drills", "measure", "pick_monthly", "prepare_sandbox",
            "resolve_resource", "score", "start_drill"]
 
-DRILL_STATUSES = ("running", "scored", "failed")
 SKIP_DIRS = {"scratch", "__pycache__"}
 
 
@@ -50,11 +49,7 @@ def checksums(folder: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for path in sorted(Path(folder).rglob("*")):
         if path.is_file() and not (set(path.relative_to(folder).parts[:-1]) & SKIP_DIRS):
-            digest = hashlib.sha256()
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-            out[path.relative_to(folder).as_posix()] = digest.hexdigest()
+            out[path.relative_to(folder).as_posix()] = sha256_file(path)
     return out
 
 

@@ -99,6 +99,11 @@ def _agency_name(runtime) -> str:
         return ""
 
 
+def pipl57_notice_path(reports_dir: Path, incident_id: str) -> Path:
+    """Where the incident's PIPL Art. 57 notice draft is written (and read back by a drill)."""
+    return Path(reports_dir) / incident_id / f"notice-pipl57-{incident_id}.md"
+
+
 def write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -37,15 +37,9 @@ def wait_for_paused(prefix: str = "approval-", *, timeout: float = 60, exclude: 
 
 def form_options(run, field: str) -> list[str]:
     """The choices the run's form offers for ``field`` (its JSON schema's enum)."""
-    import json
+    from tasks.people import form_choices
 
-    from prefect import get_client
-
-    key = run.state.state_details.run_input_keyset["schema"]
-    with get_client(sync_client=True) as client:
-        schema = client.read_flow_run_input(flow_run_id=run.id, key=key)
-    schema = json.loads(schema) if isinstance(schema, str) else schema
-    return list(schema["properties"][field].get("enum") or [])
+    return form_choices(run, field)
 
 
 def answer(run, run_input: dict) -> None:
