@@ -201,7 +201,7 @@ def record_clear(request: ResponseRequest, detection: Detection) -> ResponseOutc
     with runtime.session() as db_session:
         open_incident = register.find_open_incident(db_session=db_session, dedup_key=signal.dedup_key)
         incident_id = open_incident.id if open_incident else None
-        register.record_signal(db_session=db_session, signal=signal, incident_id=incident_id)
+        register.record_signal(db_session=db_session, signal=signal, incident_id=incident_id, flow_run_id=run_id)
         if incident_id:
             # The incident this signal belongs to is still open: the quiet re-check goes on its timeline.
             if run_id:

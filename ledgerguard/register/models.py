@@ -195,6 +195,9 @@ class SignalRecord(Base):
     """The sender's identity of the alert (Alertmanager fingerprint, PagerDuty dedup key…)."""
     group_key: Mapped[str | None] = mapped_column(String(255), index=True)
     """The route's group (route name + group_by label values) used for the grouping window."""
+    # Added by revision 0007: the emergency flow run that recorded it (the consistency check
+    # matches Prefect's runs to the register by this, a run that found nothing included).
+    flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class FindingRecord(Base):
@@ -579,3 +582,96 @@ class StaffCheckin(Base):
 
 
 DRILL_TABLES = ["drills", "staff_checkins"]
+
+
+# --- compliance record (revision 0007) ---------------------------------------------------------
+
+
+class PostmortemReview(Base):
+    """What a person concluded about an incident: root cause, contributing factors, lessons and
+    action items (each action item also opens an improvement item). Every edit is a new revision,
+    so the post-mortem always says who concluded what, and when."""
+
+    __tablename__ = "postmortem_reviews"
+    __table_args__ = (UniqueConstraint("incident_id", "revision"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    root_cause: Mapped[str] = mapped_column(Text)
+    contributing_factors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    lessons: Mapped[str] = mapped_column(Text, default="")
+    action_items: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """[{title, owner, due (ISO date), improvement_item_id}]"""
+    entered_by: Mapped[str] = mapped_column(String(100))
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    via: Mapped[str] = mapped_column(String(20), default="cli")
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class NoticeDraft(Base):
+    """One version of a notice to people outside the agency (individuals under PIPL Art. 57, a
+    client, the CAC, the police), rendered from the incident. Nothing leaves until a person
+    approves that exact version (``content_sha256``)."""
+
+    __tablename__ = "notice_drafts"
+    __table_args__ = (UniqueConstraint("incident_id", "kind", "audience", "version"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    """pipl57 (individuals), client, cac_report, police…"""
+    audience: Mapped[str] = mapped_column(String(255), default="")
+    """Who it is for within the kind: a client id, ``individuals``, ``cac``…"""
+    language: Mapped[str] = mapped_column(String(10))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="drafted", index=True)
+    """drafted, approved, rejected, sent or superseded (a newer version replaced it)."""
+    drafted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    drafted_by: Mapped[str] = mapped_column(String(100), default="ledgerguard")
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_to: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class PurgeRecord(Base):
+    """One incident's records removed from the register after its retention period ended: what
+    was kept how long (record kinds, the date it had to be kept until), who purged it and how
+    many rows went. Kept for ever: the register says what it no longer holds, and why."""
+
+    __tablename__ = "purges"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(String(32), index=True)  # no FK: the incident is gone
+    emergency_type: Mapped[str] = mapped_column(String(100))
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    record_kinds: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    retain_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    purged_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    purged_by: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    archive: Mapped[str | None] = mapped_column(Text)
+    """The exported archive (folder and manifest SHA-256) that holds the records now."""
+
+
+class TimelineTombstone(Base):
+    """What is left of a purged timeline entry: its place and hashes only, so the register-wide
+    hash chain still verifies across the gap while the content is gone."""
+
+    __tablename__ = "timeline_tombstones"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    incident_id: Mapped[str] = mapped_column(String(32), index=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    purge_id: Mapped[str] = mapped_column(ForeignKey("purges.id"), index=True)
+
+
+COMPLIANCE_TABLES = ["postmortem_reviews", "notice_drafts", "purges", "timeline_tombstones"]

@@ -219,8 +219,10 @@ def list_notifications(
 # --- signals, incidents, findings ------------------------------------------------------------
 
 
-def record_signal(*, db_session: Session, signal: Signal, incident_id: str | None = None) -> SignalRecord:
-    """Store one received signal, optionally linked to an incident."""
+def record_signal(*, db_session: Session, signal: Signal, incident_id: str | None = None,
+                  flow_run_id: str | None = None) -> SignalRecord:
+    """Store one received signal, optionally linked to an incident and to the flow run that
+    recorded it."""
     record = SignalRecord(
         id=new_id(),
         incident_id=incident_id,
@@ -234,6 +236,7 @@ def record_signal(*, db_session: Session, signal: Signal, incident_id: str | Non
         drill=signal.drill,
         summary=signal.summary,
         payload=to_jsonable(signal.payload),
+        flow_run_id=flow_run_id,
     )
     db_session.add(record)
     db_session.flush()
@@ -289,7 +292,7 @@ def open_or_join_incident(
     if incident is None:
         raise Conflict(f"could not open or join an incident for dedup key {dedup_key!r}")
 
-    record_signal(db_session=db_session, signal=signal, incident_id=incident.id)
+    record_signal(db_session=db_session, signal=signal, incident_id=incident.id, flow_run_id=flow_run_id)
     if flow_run_id:
         link_flow_run(db_session=db_session, incident_id=incident.id, flow_run_id=flow_run_id, flow_name=flow_name)
     if record_timeline:

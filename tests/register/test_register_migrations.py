@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 from ledgerguard.register.db import VERSION_TABLE, current_revision, downgrade, make_engine, upgrade
 from ledgerguard.register.models import ALL_TABLES, Base
 
-HEAD = "0006"  # the newest file under ledgerguard/register/migrations/versions
+HEAD = "0007"  # the newest file under ledgerguard/register/migrations/versions
 
 
 def test_upgrade_head_creates_all_tables_and_downgrade_base_drops_them(empty_url, tmp_path, monkeypatch):
