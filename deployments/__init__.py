@@ -30,7 +30,11 @@ from prefect.schedules import Cron, Interval
 
 from flows import EMERGENCY_FLOWS
 from flows.drill import drill, full_drill, monthly_drill, tabletop
+from flows.monthly_report import monthly_report
+from flows.notices import send_notice
+from flows.consistency import consistency_check
 from flows.people import approval_deadline, checklist, escalation, escalation_sweep
+from flows.postmortem import postmortem, postmortem_sweep
 from flows.readiness import readiness
 from flows.sweeps import backup_sweep, deadline_sweep, ledger_sweep, probe_sweep, security_sweep
 from flows.watchdog import page_duty_lead, resolve_incident
@@ -41,6 +45,9 @@ RESOLVED = "ledgerguard.signal.resolved"
 WATCHDOG_AUTOMATION = "ledgerguard-watchdog: page the duty lead on failed emergency runs"
 WATCHDOG_DEPLOYMENT = "page-duty-lead"
 READINESS_CRON = "30 8 * * 1"  # Monday 08:30 local: the report is in before the week's work starts
+MONTHLY_REPORT_CRON = "0 9 1 * *"  # the 1st, 09:00 local: last month is complete and the office is in
+POSTMORTEM_SWEEP_CRON = "30 18 * * *"  # end of the working day: the day's resolved incidents get theirs
+CONSISTENCY_CRON = "0 7 * * *"  # before the office opens: yesterday's gaps are on the desk at 08:00
 
 # The whole ``request`` object of the event payload, kept a JSON object (not a string): the
 # inner Jinja renders it with ``tojson`` and the outer ``json`` kind parses it back, so the
@@ -219,12 +226,41 @@ def build_deployments(timezone: str | None = None) -> list[DeploymentSpec]:
             schedules=(Interval(timedelta(minutes=5), anchor_date=midnight + timedelta(minutes=1), timezone=tz,
                                 slug="every-5-min"),),
             concurrency_limit=1),
+        DeploymentSpec(
+            "send-notice", send_notice, "flows/notices.py:send_notice",
+            "对外通知审批 — a person approves and sends (or rejects) one notice draft: PIPL Art. 57, a client, "
+            "the CAC or police report; authorities' notices are recorded as to be filed by hand",
+            tags=("people", "notices")),
         *drill_deployments(tz),
         DeploymentSpec(
             "readiness", readiness, "flows/readiness.py:readiness",
             "准备度周检 — every Monday 08:30: check the readiness registers (supplies, contacts, regulations, "
             "drills, RACI, check-ins, on-call load), raise an improvement item per gap, email the week's report",
             tags=("readiness",), schedules=(Cron(READINESS_CRON, timezone=tz, slug="weekly"),), concurrency_limit=1),
+        DeploymentSpec(
+            "monthly-report", monthly_report, "flows/monthly_report.py:monthly_report",
+            "月度合规报告 — the 1st at 09:00: last month's MTTA/MTTR by type and level, SLA and obligation "
+            "deadlines met or missed, drill scores, open improvement items, delivery rates per channel and "
+            "Prefect's emergency runs, with charts, emailed to management once per month",
+            tags=("compliance", "report"), schedules=(Cron(MONTHLY_REPORT_CRON, timezone=tz, slug="monthly"),),
+            concurrency_limit=1),
+        DeploymentSpec(
+            "postmortem", postmortem, "flows/postmortem.py:postmortem",
+            "事件复盘 — an incident's post-mortem from Prefect's runs and the register (zh-CN and en); "
+            "the form takes the root cause and action items a person concluded",
+            tags=("compliance",)),
+        DeploymentSpec(
+            "postmortem-sweep", postmortem_sweep, "flows/postmortem.py:postmortem_sweep",
+            "复盘巡检 — every evening: post-mortems of the incidents resolved or closed in the last 7 days "
+            "(sent once per state and review revision)",
+            tags=("compliance", "sweep"), schedules=(Cron(POSTMORTEM_SWEEP_CRON, timezone=tz, slug="daily"),),
+            concurrency_limit=1),
+        DeploymentSpec(
+            "consistency-check", consistency_check, "flows/consistency.py:consistency_check",
+            "一致性检查 — every morning: the register against Prefect's run history (incidents without runs, "
+            "runs Prefect lost, emergency runs that left no record); problems go to management",
+            tags=("compliance",), schedules=(Cron(CONSISTENCY_CRON, timezone=tz, slug="daily"),),
+            concurrency_limit=1),
         DeploymentSpec(
             WATCHDOG_DEPLOYMENT, page_duty_lead, "flows/watchdog.py:page_duty_lead",
             "值班负责人告警 — an emergency run failed or crashed: page the duty lead, keep the incident open",

@@ -57,6 +57,19 @@ def check(catalog: Optional[Path] = typer.Option(None, "--catalog", help="Catalo
             err.print(f"[red]{problem.file}[/red]: {problem.field}: {problem.reason}", highlight=False)
         err.print(f"{len(problems)} problem(s) in {directory}")
         raise typer.Exit(1)
+    from ledgerguard.notices.service import NOTICES_FILE, check_policy
+
+    # The notices file (catalog/notices/notices.yaml) is checked against the catalog it sits in.
+    from ledgerguard.catalog.service import load_catalog
+
+    notices_file = Path(directory) / NOTICES_FILE
+    notice_problems = check_policy(notices_file, catalog=load_catalog(directory),
+                                   templates_dir=get_settings().templates_dir)
+    if notice_problems:
+        for where, reason in notice_problems:
+            err.print(f"[red]{NOTICES_FILE.as_posix()}[/red]: {where or '(file)'}: {reason}", highlight=False)
+        err.print(f"{len(notice_problems)} problem(s) in {notices_file}")
+        raise typer.Exit(1)
     files = sorted(p.name for p in Path(directory).glob("*.yaml"))
     console.print(f"catalog OK: {len(files)} file(s) in {directory}")
 
@@ -75,14 +88,16 @@ def audit_verify(home: Optional[Path] = typer.Option(None, help="LedgerGuard hom
         problems = verify_chain(db_session=db_session)
         from sqlalchemy import func, select
 
-        from ledgerguard.register.models import TimelineEntry
+        from ledgerguard.register.models import TimelineEntry, TimelineTombstone
 
         count = db_session.scalar(select(func.count()).select_from(TimelineEntry))
+        purged = db_session.scalar(select(func.count()).select_from(TimelineTombstone))
     if problems:
         for problem in problems:
             err.print(f"[red]TAMPERED[/red] {problem}", highlight=False)
         raise typer.Exit(1)
-    console.print(f"timeline intact: {count} entries verified")
+    console.print(f"timeline intact: {count} entries verified"
+                  + (f", {purged} purged entries as tombstones" if purged else ""))
 
 
 @app.command()
@@ -725,6 +740,77 @@ def readiness_check(as_of: Optional[datetime] = typer.Option(None, "--as-of", fo
                     f"{len(outcome.skipped)}"), highlight=False, soft_wrap=True, markup=False)
 
 
+# --- the monthly compliance report (issue 7) -----------------------------------------------------
+
+report_app = typer.Typer(help="Compliance reports: the monthly report to management", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("monthly")
+def report_monthly(month: Optional[str] = typer.Option(None, "--month", help="YYYY-MM in the agency's time zone "
+                                                      "(default: the previous calendar month)"),
+                   as_json: bool = typer.Option(False, "--json", help="Print the outcome (every figure) as JSON"),
+                   no_send: bool = typer.Option(False, "--no-send", help="File the report and its artifacts; "
+                                                "email nobody"),
+                   home: Optional[Path] = typer.Option(None, "--home", help="LedgerGuard home folder")) -> None:
+    """Run the monthly compliance report now: MTTA/MTTR, SLA and obligation deadlines, drills,
+    improvement items, delivery rates and Prefect's emergency runs of the month, with charts, emailed
+    to the management list once per month and address. Exit 0 when it ran, 2 on a bad --month or a
+    failed run."""
+    _use_home(home)
+    _install_masking()
+    from ledgerguard.compliance.monthly import parse_month
+
+    if month is not None:
+        try:
+            parse_month(month)
+        except ValueError as exc:
+            err.print(f"--{exc}", style="red", highlight=False, soft_wrap=True, markup=False)
+            raise typer.Exit(2) from None
+    from flows.monthly_report import monthly_report
+    from ledgerguard.runtime import get_runtime
+
+    en = get_runtime().settings.language == "en"
+    t = (lambda zh, english: english if en else zh)
+    state = monthly_report(month=month, send=not no_send, return_state=True)
+    if not state.is_completed():
+        err.print(t(f"月度合规报告未能完成：{state.type.value} {state.message or ''}",
+                    f"the monthly report did not complete: {state.type.value} {state.message or ''}"),
+                  style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(2)
+    outcome = state.result()
+    if as_json:
+        print(outcome.model_dump_json(indent=2))
+        return
+    f = outcome.figures
+    table = Table(t("指标", "figure"), t("数值", "value"), title=outcome.subject)
+
+    def show(value) -> str:
+        return "—" if value is None else str(value)
+
+    for label, value in (
+        (t("真实事件 / 演练事件", "incidents real / drill"), f"{f.incidents.total} / {f.incidents.drills}"),
+        (t("MTTA 中位数（分钟）", "MTTA median (min)"), show(f.mtta.overall.median_minutes)),
+        (t("MTTR 中位数（分钟）", "MTTR median (min)"), show(f.mttr.overall.median_minutes)),
+        (t("确认时限 达成/未达成/未到期", "ack SLA met/missed/not due"),
+         f"{f.sla.ack.met}/{f.sla.ack.missed}/{f.sla.ack.pending}"),
+        (t("解决时限 达成/未达成/未到期", "resolve SLA met/missed/not due"),
+         f"{f.sla.resolve.met}/{f.sla.resolve.missed}/{f.sla.resolve.pending}"),
+        (t("到期义务 按时/逾期/未履行/未到期", "obligations on time/late/missed/open"),
+         f"{f.obligations.met_on_time}/{f.obligations.met_late}/{f.obligations.missed}/{f.obligations.open}"),
+        (t("演练 通过/评分", "drills passed/scored"), f"{f.drills.passed}/{f.drills.scored}"),
+        (t("改进事项 未关闭/逾期", "improvement items open/overdue"), f"{f.improvements.open}/{f.improvements.overdue}"),
+        (t("通知送达率", "delivery rate"),
+         "—" if f.delivery_total.delivery_rate is None else f"{f.delivery_total.delivery_rate}%"),
+        (t("应急运行 / 失败", "emergency runs / failed"), f"{f.runs.total} / {len(f.runs.bad_runs)}"),
+    ):
+        table.add_row(label, value)
+    console.print(table)
+    console.print(t(f"报告：{outcome.report_path}；发送 {len(outcome.sent)} 份，本月此前已发送 {len(outcome.skipped)} 份",
+                    f"report: {outcome.report_path}; sent to {len(outcome.sent)}, already sent this month to "
+                    f"{len(outcome.skipped)}"), highlight=False, soft_wrap=True, markup=False)
+
+
 # --- the compliance archive (issue 7) -----------------------------------------------------------
 
 export_app = typer.Typer(help="Export the compliance archive, or verify one offline", invoke_without_command=True)
@@ -760,7 +846,8 @@ def export(ctx: typer.Context,
             manifest = export_archive(db_session=db_session, start=start, end=end, out=out,
                                       reports_dir=runtime.settings.reports_dir,
                                       allowed_roots=[runtime.settings.agency_path, runtime.settings.scratch_dir,
-                                                     runtime.settings.home / "drills"])
+                                                     runtime.settings.home / "drills"],
+                                      prefect_history=lambda ids: _archive_run_history(runtime, ids))
     except ArchiveError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
@@ -768,6 +855,32 @@ def export(ctx: typer.Context,
     console.print(f"archive {out}: {len(manifest['files'])} file(s), {manifest['evidence_files']} evidence file(s); "
                   f"records: {counts or 'none'}; timeline head {manifest['timeline_head']}", soft_wrap=True,
                   highlight=False)
+
+
+def _archive_run_history(runtime, incident_ids: list[str]) -> dict:
+    """Prefect's runs of these incidents (PREFECT_API_URL, or `up`'s server on this home), with
+    their task runs, log lines and artifacts, one JSON row per run and incident."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from ledgerguard.intake.app import prefect_api_url
+
+    url = PREFECT_API_URL.value() or prefect_api_url(runtime.settings.home)
+    if not url:
+        raise RuntimeError("no Prefect server: set PREFECT_API_URL or start `ledgerguard up`")
+
+    from tasks.history import read_runs
+    from tasks.postmortem import incident_run_ids
+
+    rows, missing, read_at = [], [], None
+    with temporary_settings({PREFECT_API_URL: url}):
+        for incident_id in incident_ids:
+            with runtime.session(read_only=True) as db_session:
+                ids = incident_run_ids(db_session=db_session, incident_id=incident_id)
+            history = read_runs(run_ids=ids)
+            rows += [{"incident_id": incident_id, **run.model_dump(mode="json")} for run in history.runs]
+            missing += [{"incident_id": incident_id, "flow_run_id": run_id} for run_id in history.missing]
+            read_at = history.read_at
+    return {"runs": rows, "api_url": url, "read_at": read_at, "missing": missing}
 
 
 @export_app.command("verify")
@@ -782,6 +895,540 @@ def export_verify(archive: Path = typer.Argument(..., help="The archive folder")
     if problems:
         raise typer.Exit(1)
     console.print(f"archive {archive}: intact", highlight=False)
+
+
+# --- retention and purge (issue 7: 保管期限) ---------------------------------------------------------
+
+
+@app.command("retention")
+def retention_cmd(as_json: bool = typer.Option(False, "--json", help="Print the policy and the incidents as JSON"),
+                  home: Optional[Path] = typer.Option(None, "--home", help="LedgerGuard home folder")) -> None:
+    """The retention policy (each record kind's period and legal source, the kinds each type's incidents
+    hold) and, for each incident of the register, until when its record is kept."""
+    _use_home(home)
+    from zoneinfo import ZoneInfo
+
+    from rich.markup import escape
+
+    from ledgerguard.retention.service import retention_report
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    en = runtime.settings.language == "en"
+    t = (lambda zh, english: english if en else zh)
+    catalog, tz = runtime.catalog, runtime.settings.timezone
+    policy = catalog.retention
+    types = {}
+    for entry in catalog:
+        kinds = policy.kinds_for(entry.records, drill=False)
+        types[entry.id] = {"kinds": kinds, "longest": policy.longest(kinds),
+                           "period": policy.kinds[policy.longest(kinds)].period("en")}
+    drill_kinds = policy.kinds_for([], drill=True)
+    with runtime.session(read_only=True) as db_session:
+        statuses = retention_report(db_session=db_session, catalog=catalog, tz=tz)
+    if as_json:
+        print(json.dumps({"source": policy.source, "counted_from": policy.counted_from,
+                          "kinds": {k: v.model_dump(mode="json") for k, v in policy.kinds.items()},
+                          "types": types, "drills": {"kinds": drill_kinds, "why": policy.drills.why},
+                          "purge_records": policy.purge_records,
+                          "incidents": [s.model_dump(mode="json") for s in statuses]}, ensure_ascii=False, indent=2))
+        return
+    language = "en" if en else "zh-CN"
+    kinds_table = Table(t("类别", "kind"), t("名称", "name"), t("保管期限", "period"), t("依据", "source"),
+                        title=t(f"保管期限（{policy.source}）", f"Retention periods ({policy.source})"))
+    for kind_id, kind in policy.kinds.items():
+        kinds_table.add_row(kind_id, escape(kind.name.get(language)), kind.period(language), escape(kind.source))
+    console.print(kinds_table)
+    types_table = Table(t("类型", "type"), t("所含记录类别", "kinds held"), t("最长期限", "longest"),
+                        title=t("各类型事件记录的保管期限", "What each type's incident record holds"))
+    for type_id, row in types.items():
+        types_table.add_row(type_id, ", ".join(row["kinds"]), f"{row['longest']}: {row['period']}")
+    types_table.add_row(t("（演练）", "(drills)"), ", ".join(drill_kinds),
+                        f"{policy.longest(drill_kinds)}: {policy.kinds[policy.longest(drill_kinds)].period('en')}")
+    console.print(types_table)
+    console.print(t("期限自事件关闭所在会计年度终了后的第一天起算" if policy.counted_from == "accounting_year_end"
+                    else "期限自事件关闭之日起算",
+                    "periods count from 1 January after the year the incident closed (会计档案管理办法 Art. 15)"
+                    if policy.counted_from == "accounting_year_end" else "periods count from the day it closed")
+                  + t(f"；清除记录按 {policy.purge_records} 永久保存",
+                      f"; purge records are kept permanently as {policy.purge_records}"), highlight=False)
+    zone = ZoneInfo(tz)
+    # one line per incident, not a table: the whole id is what `purge --incident` takes, at any width
+    console.print(t(f"登记簿中的事件：{len(statuses)} 个", f"Incidents in the register: {len(statuses)}"),
+                  style="bold", highlight=False)
+    for s in statuses:
+        if s.status in ("open", "acknowledged", "mitigated"):
+            until = t("未关闭", "still open")
+        elif s.permanent:
+            until = t("永久保存", "kept permanently")
+        else:
+            until = t("保管至 ", "kept until ") + (s.retain_until.astimezone(zone).date().isoformat()
+                                                  if s.retain_until else "—")
+        closed = s.ended_at.astimezone(zone).date().isoformat() if s.ended_at else "—"
+        console.print(f"{s.incident_id}  {s.emergency_type}{' (drill)' if s.drill else ''}  {s.status}  "
+                      + t(f"关闭 {closed}  {until}  ", f"closed {closed}  {until}  ")
+                      + (t("可清除", "purgeable") if s.purgeable else t("保留", "kept")),
+                      soft_wrap=True, highlight=False, markup=False)
+
+
+@app.command("purge")
+def purge_cmd(before: Optional[datetime] = typer.Option(None, "--before", formats=["%Y-%m-%d"],
+                                                        help="The incidents opened before this day (agency time)"),
+              incident: Optional[list[str]] = typer.Option(None, "--incident", help="An incident id (repeatable)"),
+              archive: Path = typer.Option(..., "--archive", help="The verified export archive that holds them "
+                                                                  "(ledgerguard export)"),
+              by: str = typer.Option(..., "--by", help="Your person id in contacts.yaml"),
+              reason: str = typer.Option(..., "--reason", help="Why the records are purged"),
+              execute: bool = typer.Option(False, "--execute", help="Really delete (default: a dry run)"),
+              as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON"),
+              home: Optional[Path] = typer.Option(None, "--home", help="LedgerGuard home folder")) -> None:
+    """Purge incident records whose retention ended and that a verified archive holds; refuse the rest
+    (still open, inside the period, not in the archive), saying why. A dry run unless --execute.
+    Exit 0 nothing refused, 1 something refused, 2 bad input."""
+    _use_home(home)
+    from zoneinfo import ZoneInfo
+
+    from ledgerguard.acknowledgement.service import UnknownPerson, check_person
+    from ledgerguard.channels.contacts import ContactsError
+    from ledgerguard.retention.service import PurgeInputError, plan_purge, purge
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    en = runtime.settings.language == "en"
+    t = (lambda zh, english: english if en else zh)
+    tz = ZoneInfo(runtime.settings.timezone)
+
+    def bad(message: str) -> None:
+        err.print(message, style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(2)
+
+    if (before is None) == (not incident):
+        bad(t("请给出 --before 日期或 --incident 编号（二选一）", "give --before DATE or --incident ID (one of them)"))
+    if not reason.strip():
+        bad(t("--reason：请说明清除的原因", "--reason: say why the records are purged"))
+    try:
+        person_id = check_person(contacts=runtime.contacts, person_id=by)
+    except (UnknownPerson, ContactsError) as exc:
+        bad(f"--by: {exc}")
+    selection = dict(before=before.replace(tzinfo=tz) if before else None, incident_ids=list(incident or []) or None)
+    try:
+        if execute:
+            with runtime.session() as db_session:
+                result = purge(db_session=db_session, catalog=runtime.catalog, by=person_id, reason=reason,
+                               archive=archive, reports_dir=runtime.settings.reports_dir, tz=tz, **selection)
+            plan, purged = result.plan, result.purges
+        else:
+            with runtime.session(read_only=True) as db_session:
+                plan = plan_purge(db_session=db_session, catalog=runtime.catalog, archive=archive,
+                                  reports_dir=runtime.settings.reports_dir, tz=tz, **selection)
+            purged = []
+    except PurgeInputError as exc:
+        bad(str(exc))
+    if as_json:
+        print(json.dumps({"executed": execute, "archive": str(archive),
+                          "items": [i.model_dump(mode="json") for i in plan.items],
+                          "purged": [{**p, "retain_until": p["retain_until"].isoformat()} for p in purged]},
+                         ensure_ascii=False, indent=2))
+    else:
+        for item in plan.refused:
+            console.print(t(f"拒绝 {item.incident_id}（{item.emergency_type}）：{item.reason}",
+                            f"REFUSED {item.incident_id} ({item.emergency_type}): {item.reason}"),
+                          soft_wrap=True, highlight=False, markup=False)
+        for p in purged:
+            rows = ", ".join(f"{k} {v}" for k, v in p["counts"].items() if v)
+            console.print(t(f"已清除 {p['incident_id']}（{p['emergency_type']}）：清除记录 {p['purge_id']}，"
+                            f"{p['tombstones']} 条时间线记录留下墓碑；{rows}",
+                            f"PURGED {p['incident_id']} ({p['emergency_type']}): purge {p['purge_id']}, "
+                            f"{p['tombstones']} timeline entries left as tombstones; {rows}"),
+                          soft_wrap=True, highlight=False, markup=False)
+        if not execute:
+            for item in plan.to_purge:
+                console.print(t(f"可清除 {item.incident_id}（{item.emergency_type}）：{item.reason}",
+                                f"WOULD PURGE {item.incident_id} ({item.emergency_type}): {item.reason}"),
+                              soft_wrap=True, highlight=False, markup=False)
+            console.print(t(f"演练（dry run）：未删除任何内容；可清除 {len(plan.to_purge)} 个，拒绝 {len(plan.refused)} 个。"
+                            "确认后加 --execute", f"dry run: nothing deleted; {len(plan.to_purge)} would go, "
+                            f"{len(plan.refused)} refused. Add --execute to purge"), highlight=False)
+        else:
+            console.print(t(f"已清除 {len(purged)} 个，拒绝 {len(plan.refused)} 个",
+                            f"purged {len(purged)}, refused {len(plan.refused)}"), highlight=False)
+    if plan.refused:
+        raise typer.Exit(1)
+
+
+# --- post-mortems and the consistency check (issue 7) --------------------------------------------
+
+postmortem_app = typer.Typer(help="Post-mortems: built from Prefect's run history and the register", no_args_is_help=True)
+app.add_typer(postmortem_app, name="postmortem")
+
+
+def _parse_action(text: str) -> dict:
+    parts = [p.strip() for p in text.split("|")]
+    if len(parts) != 3 or not all(parts):
+        raise typer.BadParameter(f"--action {text!r}: expected \"what to do|owner id|YYYY-MM-DD\"")
+    return {"title": parts[0], "owner": parts[1], "due": parts[2]}
+
+
+def _run_postmortem(request, *, as_json: bool, t) -> None:
+    from flows.postmortem import postmortem as postmortem_flow
+
+    state = postmortem_flow(request, return_state=True)
+    if not state.is_completed():
+        err.print(t(f"复盘未能完成：{state.type.value} {state.message or ''}",
+                    f"the post-mortem did not complete: {state.type.value} {state.message or ''}"),
+                  style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(2)
+    outcome = state.result()
+    if as_json:
+        print(outcome.model_dump_json(indent=2))
+        return
+    console.print(t(f"事件 {outcome.incident_id} 的复盘：Prefect 运行 {outcome.runs} 个"
+                    + (f"（{len(outcome.runs_missing)} 个已不在 Prefect 中）" if outcome.runs_missing else "")
+                    + (f"，复盘意见第 {outcome.revision} 版" if outcome.revision else "，尚未填写根本原因")
+                    + f"；发送 {len(outcome.sent)} 份",
+                    f"post-mortem of {outcome.incident_id}: {outcome.runs} Prefect run(s)"
+                    + (f" ({len(outcome.runs_missing)} no longer in Prefect)" if outcome.runs_missing else "")
+                    + (f", review revision {outcome.revision}" if outcome.revision else ", root cause not entered yet")
+                    + f"; sent to {len(outcome.sent)}"), highlight=False, soft_wrap=True, markup=False)
+    for path in outcome.files:
+        console.print(f"  {path}", highlight=False, soft_wrap=True, markup=False)
+
+
+@postmortem_app.command("build")
+def postmortem_build(incident: str = typer.Argument(..., help="Incident id (or a unique prefix of at least 6 characters)"),
+                     send: bool = typer.Option(True, "--send/--no-send", help="Email it to the management list"),
+                     as_json: bool = typer.Option(False, "--json"),
+                     home: Optional[Path] = typer.Option(None, "--home", help="LedgerGuard home folder")) -> None:
+    """Build an incident's post-mortem now (the `postmortem` flow, against PREFECT_API_URL or an
+    ephemeral server): zh-CN and en, Markdown and HTML, artifact, email. Exit 1 unknown incident, 2 run failed."""
+    _use_home(home)
+    _install_masking()
+    from flows.postmortem import PostmortemRequest
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    t = (lambda zh, english: english if runtime.settings.language == "en" else zh)
+    try:
+        with runtime.session(read_only=True) as db_session:
+            incident_id = _find_incident(db_session, incident, t).id
+    except _AckRefused as exc:
+        err.print(str(exc), style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(1) from None
+    _run_postmortem(PostmortemRequest(incident_id=incident_id, send=send), as_json=as_json, t=t)
+
+
+@postmortem_app.command("review")
+def postmortem_review(incident: str = typer.Argument(..., help="Incident id (or a unique prefix of at least 6 characters)"),
+                      by: str = typer.Option(..., "--by", help="Your person id in contacts.yaml"),
+                      root_cause: str = typer.Option(..., "--root-cause", help="The root cause, in a sentence or more"),
+                      factor: list[str] = typer.Option([], "--factor", help="A contributing factor (repeatable)"),
+                      lesson: str = typer.Option("", "--lesson", help="Lessons learned"),
+                      action: list[str] = typer.Option([], "--action",
+                                                       help='An action item "what to do|owner id|YYYY-MM-DD" (repeatable)'),
+                      send: bool = typer.Option(True, "--send/--no-send"),
+                      as_json: bool = typer.Option(False, "--json"),
+                      home: Optional[Path] = typer.Option(None, "--home", help="LedgerGuard home folder")) -> None:
+    """Enter the root cause and action items of an incident (a new review revision; each action item
+    becomes an improvement item), then rebuild and resend its post-mortem. Exit 1 unknown incident or
+    person, 2 bad input or the run failed."""
+    _use_home(home)
+    _install_masking()
+    from pydantic import ValidationError
+
+    from flows.postmortem import PostmortemRequest
+    from ledgerguard.compliance.postmortem import PostmortemReviewInput
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    t = (lambda zh, english: english if runtime.settings.language == "en" else zh)
+    try:
+        with runtime.session(read_only=True) as db_session:
+            incident_id = _find_incident(db_session, incident, t).id
+    except _AckRefused as exc:
+        err.print(str(exc), style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(1) from None
+    known = {p.id for p in runtime.contacts.people}
+    owners = [a["owner"] for a in (_parse_action(a) for a in action)]
+    unknown = sorted({by, *owners} - known)
+    if unknown:
+        err.print(t(f"contacts.yaml 中没有人员：{', '.join(unknown)}", f"not a person of contacts.yaml: {', '.join(unknown)}"),
+                  style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(1)
+    try:
+        review = PostmortemReviewInput(entered_by=by, root_cause=root_cause, contributing_factors=list(factor),
+                                       lessons=lesson, action_items=[_parse_action(a) for a in action])
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        err.print(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}", style="red", highlight=False,
+                  soft_wrap=True, markup=False)
+        raise typer.Exit(2) from None
+    _run_postmortem(PostmortemRequest(incident_id=incident_id, review=review, send=send), as_json=as_json, t=t)
+
+
+@app.command()
+def consistency(start: Optional[datetime] = typer.Option(None, "--from", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S%z"],
+                                                         help="Start (agency time; default: 8 days ago)"),
+                end: Optional[datetime] = typer.Option(None, "--to", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S%z"],
+                                                       help="End, exclusive (default: now)"),
+                as_json: bool = typer.Option(False, "--json"),
+                home: Optional[Path] = typer.Option(None, "--home", help="LedgerGuard home folder")) -> None:
+    """Compare the register with Prefect's run history (PREFECT_API_URL): incidents without runs, runs
+    Prefect no longer has, emergency runs (failed, crashed or not) that left no record. Nothing is
+    sent; the scheduled `consistency-check` deployment emails what it finds. Exit 1 when a problem is found."""
+    _use_home(home)
+    from zoneinfo import ZoneInfo
+
+    from ledgerguard.runtime import get_runtime
+    from tasks.consistency import run_check
+
+    runtime = get_runtime()
+    tz = ZoneInfo(runtime.settings.timezone)
+    start, end = ((d if d is None or d.tzinfo else d.replace(tzinfo=tz)) for d in (start, end))
+    try:
+        report = run_check(runtime, start, end)
+    except ValueError as exc:
+        err.print(str(exc), style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        console.print(f"consistency {report.start:%Y-%m-%d %H:%M} – {report.end:%Y-%m-%d %H:%M} UTC: "
+                      f"{report.checked_incidents} incident(s), {report.checked_runs} emergency run(s), "
+                      f"{len(report.problems)} problem(s)", highlight=False, soft_wrap=True, markup=False)
+        for problem in report.problems:
+            console.print(f"  [{problem.severity}] {problem}", style="red" if problem.severity == "error" else "yellow",
+                          highlight=False, soft_wrap=True, markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# --- notices to people outside the agency (issue 7) ----------------------------------------------
+
+notices_app = typer.Typer(help="Notice drafts (PIPL Art. 57, clients, CAC report, police): list, show, "
+                               "approve, reject, send, record a filing, draft on demand", no_args_is_help=True)
+app.add_typer(notices_app, name="notices")
+
+
+def _notice_refused(exc: Exception, code: int = 1):
+    """A refused notice command: the reason on stderr (it names the file or field), exit 1."""
+    err.print(str(exc), soft_wrap=True, highlight=False, markup=False)
+    raise typer.Exit(code) from None
+
+
+@notices_app.command("list")
+def notices_list(incident: Optional[str] = typer.Option(None, "--incident", help="Incident id or unique prefix"),
+                 all_: bool = typer.Option(False, "--all", help="Include superseded versions"),
+                 as_json: bool = typer.Option(False, "--json"), home: Optional[Path] = None) -> None:
+    """Notice drafts with their state: drafted (waiting for approval), approved, rejected, sent, superseded."""
+    _use_home(home)
+    from rich.markup import escape
+
+    from ledgerguard.notices import service as notices
+    from ledgerguard.runtime import get_runtime
+
+    with get_runtime().session(read_only=True) as db_session:
+        try:
+            incident_id = _find_incident(db_session, incident).id if incident else None
+        except _AckRefused as exc:
+            _notice_refused(exc)
+        rows = [notices.describe(r) for r in notices.list_notices(db_session=db_session, incident_id=incident_id,
+                                                                  include_superseded=all_)]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("id", "incident", "kind", "audience", "v", "status", "decided by", "file")
+    for r in rows:
+        state = r["status"] + (" (to be filed by hand)" if r["status"] == "approved"
+                               and any(s.get("status") == "to_file" for s in r["sent_to"]) else "")
+        table.add_row(r["id"], r["incident_id"][:12], r["kind"], escape(r["audience"]), str(r["version"]), state,
+                      r["decided_by"] or "—", Path(r["path"]).name)
+    console.print(table)
+
+
+@notices_app.command("show")
+def notices_show(notice: str = typer.Argument(..., help="Notice id (or a unique prefix of at least 6 characters)"),
+                 home: Optional[Path] = None) -> None:
+    """One draft: its state, file, hash check and text."""
+    _use_home(home)
+    from ledgerguard.notices import service as notices
+    from ledgerguard.notices.models import NoticeRefused
+    from ledgerguard.register.service import NotFound
+    from ledgerguard.runtime import get_runtime
+
+    with get_runtime().session(read_only=True) as db_session:
+        try:
+            row = notices.find_notice(db_session=db_session, ref=notice)
+        except NotFound as exc:
+            _notice_refused(exc)
+        info = notices.describe(row)
+        try:
+            text, check = notices.verify_file(row), "matches the drafted SHA-256"
+        except NoticeRefused as exc:
+            text, check = None, str(exc)
+    for key in ("id", "incident_id", "kind", "audience", "language", "version", "status", "decided_by",
+                "decided_at", "reason", "sent_at", "path", "content_sha256"):
+        console.print(f"{key}: {info[key] if info[key] not in (None, '') else '—'}", highlight=False, markup=False,
+                      soft_wrap=True)
+    for sent in info["sent_to"]:
+        console.print(f"sent_to: {json.dumps(sent, ensure_ascii=False)}", highlight=False, markup=False,
+                      soft_wrap=True)
+    console.print(f"file: {check}", highlight=False, markup=False, soft_wrap=True)
+    if text is not None:
+        console.print("", text, sep="\n", highlight=False, markup=False, soft_wrap=True)
+
+
+@notices_app.command("approve")
+def notices_approve(notice: str = typer.Argument(..., help="Notice id (or a unique prefix of at least 6 characters)"),
+                    by: str = typer.Option(..., "--by", help="Your person id in contacts.yaml (an approving role)"),
+                    reason: str = typer.Option("", "--reason", help="A note for the timeline"),
+                    send: bool = typer.Option(False, "--send", help="Send it (or record it as to be filed) at once"),
+                    home: Optional[Path] = None) -> None:
+    """Approve this exact version (bound to its SHA-256); refused when the file changed or the person
+    has no approving role for the kind."""
+    _use_home(home)
+    from ledgerguard.notices import service as notices
+    from ledgerguard.notices.drafting import load_runtime_policy
+    from ledgerguard.notices.models import NoticeRefused
+    from ledgerguard.register.service import NotFound
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    try:
+        with runtime.session() as db_session:
+            row = notices.approve(db_session=db_session, notice_id=notice, by=by, reason=reason,
+                                  policy=load_runtime_policy(runtime), contacts=runtime.contacts, via="cli")
+            notice_id, version = row.id, row.version
+    except (NoticeRefused, NotFound) as exc:
+        _notice_refused(exc)
+    console.print(f"approved {notice_id} v{version} by {by}; it has not gone out yet: "
+                  f"ledgerguard notices send {notice_id}" if not send else f"approved {notice_id} v{version} by {by}",
+                  highlight=False, markup=False, soft_wrap=True)
+    if send:
+        _send_notice(runtime, notice_id, by)
+
+
+def _send_notice(runtime, notice_id: str, by: Optional[str]) -> None:
+    from ledgerguard.notices.models import NoticeRefused
+    from ledgerguard.notices.sending import send_notice
+    from ledgerguard.register.service import NotFound
+
+    try:
+        result = send_notice(runtime=runtime, notice_id=notice_id, by=by)
+    except (NoticeRefused, NotFound) as exc:
+        _notice_refused(exc)
+    console.print(result.message, highlight=False, markup=False, soft_wrap=True)
+    for ob in result.obligations_met:
+        console.print(f"obligation met: {ob}", highlight=False, markup=False)
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+@notices_app.command("send")
+def notices_send(notice: str = typer.Argument(..., help="Notice id (or a unique prefix of at least 6 characters)"),
+                 by: Optional[str] = typer.Option(None, "--by", help="Who sends it (default: the approver)"),
+                 home: Optional[Path] = None) -> None:
+    """Send an approved notice once per recipient (a second send sends nothing); an authority's
+    notice is recorded as "approved — to be filed by hand"."""
+    _use_home(home)
+    from ledgerguard.runtime import get_runtime
+
+    _send_notice(get_runtime(), notice, by)
+
+
+@notices_app.command("reject")
+def notices_reject(notice: str = typer.Argument(..., help="Notice id (or a unique prefix of at least 6 characters)"),
+                   by: str = typer.Option(..., "--by", help="Your person id in contacts.yaml (an approving role)"),
+                   reason: str = typer.Option(..., "--reason", help="Why it must not go out"),
+                   home: Optional[Path] = None) -> None:
+    """Reject a draft (drafted or approved, not sent): it goes nowhere."""
+    _use_home(home)
+    from ledgerguard.notices import service as notices
+    from ledgerguard.notices.drafting import load_runtime_policy
+    from ledgerguard.notices.models import NoticeRefused
+    from ledgerguard.register.service import NotFound
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    try:
+        with runtime.session() as db_session:
+            row = notices.reject(db_session=db_session, notice_id=notice, by=by, reason=reason,
+                                 policy=load_runtime_policy(runtime), contacts=runtime.contacts, via="cli")
+            console.print(f"rejected {row.id} v{row.version} by {by}: {row.reason}", highlight=False, markup=False,
+                          soft_wrap=True)
+    except (NoticeRefused, NotFound) as exc:
+        _notice_refused(exc)
+
+
+@notices_app.command("filed")
+def notices_filed(notice: str = typer.Argument(..., help="Notice id (or a unique prefix of at least 6 characters)"),
+                  by: str = typer.Option(..., "--by", help="Your person id in contacts.yaml"),
+                  ref: str = typer.Option(..., "--ref", help="The filing's reference (portal receipt, case number)"),
+                  home: Optional[Path] = None) -> None:
+    """Record that an approved authority notice was filed by hand (portal, hotline, in person)."""
+    _use_home(home)
+    from ledgerguard.notices import service as notices
+    from ledgerguard.notices.drafting import load_runtime_policy
+    from ledgerguard.notices.models import NoticeRefused
+    from ledgerguard.register.service import NotFound
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    try:
+        policy = load_runtime_policy(runtime)
+        with runtime.session() as db_session:
+            row = notices.mark_filed(db_session=db_session, notice_id=notice, by=by, ref=ref, policy=policy,
+                                     contacts=runtime.contacts)
+            met = notices.fulfil_obligations(db_session=db_session, row=row, policy=policy)
+            console.print(f"filed {row.id} v{row.version} by {by}, reference {ref.strip()}", highlight=False,
+                          markup=False, soft_wrap=True)
+    except (NoticeRefused, NotFound) as exc:
+        _notice_refused(exc)
+    for ob in met:
+        console.print(f"obligation met: {ob}", highlight=False, markup=False)
+
+
+@notices_app.command("draft")
+def notices_draft(incident: str = typer.Argument(..., help="Incident id (or a unique prefix of at least 6 characters)"),
+                  kind: Optional[str] = typer.Option(None, "--kind", help="An on-demand kind (cac_report, police); "
+                                                                          "default: what the incident needs"),
+                  by: str = typer.Option("ledgerguard", "--by", help="Who asks for the draft (for the timeline)"),
+                  home: Optional[Path] = None) -> None:
+    """Draft (or re-draft) an incident's notices now; a draft file changed on disk is restored."""
+    _use_home(home)
+    from ledgerguard.notices import service as notices
+    from ledgerguard.notices.drafting import draft_for_incident, load_runtime_policy
+    from ledgerguard.notices.models import NoticeRefused
+    from ledgerguard.response.reporting import incident_snapshot, report_context
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    try:
+        with runtime.session(read_only=True) as db_session:
+            incident_id = _find_incident(db_session, incident).id
+        policy = load_runtime_policy(runtime)
+        snapshot = incident_snapshot(runtime=runtime, incident_id=incident_id)
+        entry = runtime.catalog.get(snapshot["incident"]["emergency_type"])
+        needed = None
+        if kind is not None:
+            if kind not in policy.kinds:
+                err.print(f"--kind: unknown notice kind {kind!r}; kinds: {', '.join(policy.kinds)}")
+                raise typer.Exit(2)
+            needed = [n for n in notices.needed_notices(policy=policy, entry=entry, incident=snapshot["incident"],
+                                                        obligations=snapshot["obligations"]) if n.kind == kind] \
+                or notices.on_demand_notices(policy=policy, entry=entry, incident=snapshot["incident"], kind=kind)
+        context = report_context(runtime=runtime, entry=entry, snapshot=snapshot, run={"requested_by": by})
+        drafted = draft_for_incident(runtime=runtime, entry=entry, snapshot=snapshot, context=context,
+                                     needed=needed, policy=policy, drafted_by=by, restore=True)
+    except (_AckRefused, NoticeRefused) as exc:
+        _notice_refused(exc)
+    if not drafted:
+        console.print(f"incident {incident_id} needs no notice (on demand: ledgerguard notices draft {incident_id} "
+                      f"--kind cac_report)", highlight=False, markup=False, soft_wrap=True)
+    for d in drafted:
+        state = f"new v{d.version}" if d.created else f"unchanged v{d.version} ({d.status})"
+        console.print(f"{d.id} {d.kind} {d.audience}: {state} {d.path}"
+                      + (f" — missing: {', '.join(d.missing)}" if d.missing else ""),
+                      highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -105,6 +105,19 @@ def run_demo(*, console: Console, clients: int = 200, client: str | None = None,
         console.print(table)
         console.print(f"Report:      {outcome.report_path}", soft_wrap=True)
         console.print(f"Post-mortem: {outcome.postmortem_path}", soft_wrap=True)
+        if outcome.incident_id:
+            console.print("6. Building the post-mortem from Prefect's run history and the register …")
+            from flows.postmortem import PostmortemRequest, postmortem
+
+            pm_state = postmortem(PostmortemRequest(incident_id=outcome.incident_id), return_state=True)
+            if pm_state.is_completed():
+                pm = pm_state.result()
+                console.print(f"   {pm.runs} Prefect run(s) joined with the register; zh-CN and en, Markdown and HTML:",
+                              soft_wrap=True)
+                for path in pm.files:
+                    console.print(f"   {path}", soft_wrap=True)
+            else:
+                console.print(f"   [yellow]post-mortem not built: {pm_state.message}[/]", soft_wrap=True)
         console.print(f"Emails:      {len(emails)} new .eml file(s) in {settings.mail_dir}", soft_wrap=True)
         for path in emails:
             console.print(f"             {path.name}", soft_wrap=True)

@@ -15,7 +15,6 @@ from ledgerguard.response.models import Classified, ResponseOutcome, ResponseReq
 from ledgerguard.response.notifying import redeliver_failed, send_once
 from ledgerguard.response.reporting import (
     incident_snapshot,
-    needs_pipl57_notice,
     pipl57_notice_path,
     report_context,
     write_text,
@@ -116,11 +115,8 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
                 "actor": e["actor"], "message": e["message"]} for e in snapshot["timeline"]],
         description=f"Timeline of incident {incident_id}")
 
-    attachments = [postmortem_path]
-    notice_path = draft_pipl57_notice(runtime=runtime, entry=entry, snapshot=snapshot, context=context,
-                                      run_id=run_id)
-    if notice_path is not None:
-        attachments.append(notice_path)
+    attachments = [postmortem_path, *draft_notices(runtime=runtime, entry=entry, snapshot=snapshot,
+                                                   context=context, run_id=run_id)]
 
     # Manual steps left open become a checklist the responder ticks in the UI.
     if any(s.kind == "manual" and s.status == "open" for s in steps):
@@ -158,30 +154,51 @@ def record_incident(request: ResponseRequest, classified: Classified, steps: lis
     )
 
 
-def draft_pipl57_notice(*, runtime, entry, snapshot, context, run_id):
-    """Write the PIPL Art. 57 notice draft when the incident carries that obligation.
+def draft_notices(*, runtime, entry, snapshot, context, run_id) -> list:
+    """Draft the notices the incident needs (PIPL Art. 57, each affected client, the CAC report,
+    the police report: ``ledgerguard.notices``) as versioned rows of ``notice_drafts``.
 
-    A draft only: it goes to management with the report and waits for a person's approval
-    before anyone outside sees it. Rewritten when the facts change; the timeline notes each
-    new version once.
+    Drafts only: nothing goes outside until a person with an approving role approves that exact
+    version (`ledgerguard notices approve`, or the `send-notice` form). An unchanged incident
+    re-renders to the same bytes and adds no version. Returns the files to attach to the report
+    for management: the PIPL Art. 57 draft and the authorities' drafts (client drafts are listed
+    by `ledgerguard notices list`, one per client would swamp the report).
     """
-    if not entry.templates.pipl57 or not needs_pipl57_notice(snapshot):
-        return None
+    from ledgerguard.channels.messaging import MessageTemplateError
+    from ledgerguard.notices.drafting import draft_for_incident
+    from ledgerguard.notices.service import NoticePolicyError
+
     incident_id = snapshot["incident"]["id"]
-    notice = render_for(runtime, entry.templates.pipl57, context)
-    text = notice.markdown or notice.text
-    path = pipl57_notice_path(runtime.settings.reports_dir, incident_id)
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return path
-    write_text(path, text)
-    create_markdown_artifact(key=f"notice-pipl57-{incident_id}", markdown=text,
-                             description=f"PIPL Art. 57 notice draft for incident {incident_id} (needs approval)")
-    with runtime.session() as db_session:
-        register.append_timeline(db_session=db_session, incident_id=incident_id, stage=Stage.RECORD.value,
-                                 kind="notice.drafted", flow_run_id=run_id,
-                                 message=f"PIPL Art. 57 notice drafted ({path.name}); it waits for approval",
-                                 data={"path": str(path)})
-    return path
+    try:
+        drafted = draft_for_incident(runtime=runtime, entry=entry, snapshot=snapshot, context=context,
+                                     flow_run_id=run_id)
+    except (NoticePolicyError, MessageTemplateError) as exc:
+        # A broken notices file or template must not hold back the report: say so where people look.
+        get_run_logger().error("notice drafts not written: %s", exc)
+        with runtime.session() as db_session:
+            register.append_timeline(db_session=db_session, incident_id=incident_id, stage=Stage.RECORD.value,
+                                     kind="notice.failed", flow_run_id=run_id,
+                                     message=f"notice drafts could not be written: {exc}")
+        return []
+    for notice in drafted:
+        if notice.created and notice.kind != "client":
+            key = (f"notice-pipl57-{incident_id}" if notice.kind == "pipl57"
+                   else f"notice-{notice.kind.replace('_', '-')}-{incident_id}")
+            create_markdown_artifact(key=key, markdown=notice.path.read_text(encoding="utf-8"),
+                                     description=f"{notice.kind} notice draft v{notice.version} for incident "
+                                                 f"{incident_id} (needs approval: ledgerguard notices approve "
+                                                 f"{notice.id} --by <id>)")
+    if any(n.created for n in drafted):
+        create_table_artifact(
+            key=f"notices-{incident_id}",
+            table=[{"id": n.id, "kind": n.kind, "audience": n.audience, "version": n.version, "status": n.status,
+                    "file": n.path.name, "missing": ", ".join(n.missing)} for n in drafted],
+            description=f"Notice drafts of incident {incident_id}, each waiting for a person's approval")
+    attachments = []
+    if any(n.kind == "pipl57" for n in drafted):
+        attachments.append(pipl57_notice_path(runtime.settings.reports_dir, incident_id))
+    attachments += [n.path for n in drafted if n.kind not in ("pipl57", "client")]
+    return attachments
 
 
 def local_time(value, timezone_name: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,8 +32,10 @@ from ledgerguard.register.models import (
     ImprovementItem,
     Incident,
     IncidentFlowRun,
+    NoticeDraft,
     Notification,
     ObligationRecord,
+    PostmortemReview,
     RunbookAction,
     SignalRecord,
     StaffCheckin,
@@ -49,7 +52,8 @@ ARCHIVE_FORMAT = "ledgerguard-archive/1"
 MANIFEST = "manifest.json"
 # Per incident: every table that holds its records (ack links hold tokens' hashes only: left out).
 INCIDENT_TABLES = (SignalRecord, FindingRecord, TimelineEntry, Notification, RunbookAction, ObligationRecord,
-                   IncidentFlowRun, ApprovalRecord, DrillRecord, ImprovementItem, StaffCheckin)
+                   IncidentFlowRun, ApprovalRecord, DrillRecord, ImprovementItem, StaffCheckin, PostmortemReview,
+                   NoticeDraft)
 
 
 class ArchiveError(ValueError):
@@ -86,10 +90,16 @@ def _evidence_paths(value: Any) -> list[str]:
 
 
 def export_archive(*, db_session: Session, start: datetime, end: datetime, out: Path, reports_dir: Path,
-                   allowed_roots: list[Path]) -> dict[str, Any]:
+                   allowed_roots: list[Path], prefect_history: Callable[[list[str]], dict[str, Any]] | None = None,
+                   ) -> dict[str, Any]:
     """Write the archive of the incidents opened in ``[start, end)`` into ``out`` (new or empty)
     and return its manifest. Evidence is copied only from under ``allowed_roots`` (the agency
-    and scratch folders): a path in a record never makes the export read elsewhere."""
+    and scratch folders): a path in a record never makes the export read elsewhere.
+
+    ``prefect_history(incident_ids)`` returns ``{"runs": [{"incident_id", …run…}], …summary}``
+    read from Prefect's API (the caller's: this module never imports Prefect). Prefect vacuums
+    its runs; the archive keeps them as ``records/prefect_flow_runs.jsonl``. Without it, or when
+    it raises, the manifest says the run history is not in the archive and why."""
     start, end = as_utc(start), as_utc(end)
     if end <= start:
         raise ArchiveError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
@@ -112,6 +122,19 @@ def export_archive(*, db_session: Session, start: datetime, end: datetime, out: 
             evidence.update(_evidence_paths(record.get("evidence")) + _evidence_paths(record.get("output")))
         _write_jsonl(out / "records" / f"{model.__tablename__}.jsonl", records)
         counts[model.__tablename__] = len(records)
+    prefect_summary: dict[str, Any]
+    if prefect_history is None:
+        prefect_summary = {"included": False, "reason": "no Prefect API was given to the export"}
+    else:
+        try:
+            history = prefect_history(ids) if ids else {"runs": []}
+        except Exception as exc:  # noqa: BLE001 — the register's part of the archive is still worth writing
+            prefect_summary = {"included": False, "reason": f"{type(exc).__name__}: {exc}"}
+        else:
+            runs = history.pop("runs")
+            _write_jsonl(out / "records" / "prefect_flow_runs.jsonl", runs)
+            counts["prefect_flow_runs"] = len(runs)
+            prefect_summary = {"included": True, **to_jsonable(history)}
     for incident_id in ids:
         source = Path(reports_dir) / incident_id
         if source.is_dir():
@@ -134,6 +157,7 @@ def export_archive(*, db_session: Session, start: datetime, end: datetime, out: 
         "format": ARCHIVE_FORMAT, "created_at": utcnow().isoformat(), "from": start.isoformat(),
         "to": end.isoformat(), "records": counts, "evidence_files": copied,
         "timeline_head": {"seq": head.seq, "hash": head.hash} if head else None,
+        "prefect": prefect_summary,
         "files": files,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True), encoding="utf-8")

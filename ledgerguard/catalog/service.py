@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -18,10 +18,14 @@ from ledgerguard.calendar import CalendarError, FilingCalendar
 from ledgerguard.catalog.models import DERIVED_FACTS, CatalogEntry, DrillPolicy, Rubric
 from ledgerguard.expressions import HELPERS
 
+if TYPE_CHECKING:  # imported lazily below: ledgerguard.retention.models imports this package's models
+    from ledgerguard.retention.models import RetentionPolicy
+
 __all__ = [
     "RUBRIC_FILE",
     "CALENDAR_FILE",
     "DRILLS_FILE",
+    "RETENTION_FILE",
     "Catalog",
     "CatalogError",
     "CatalogProblem",
@@ -32,6 +36,9 @@ __all__ = [
 RUBRIC_FILE = "rubric.yaml"
 CALENDAR_FILE = "filing-calendar.yaml"
 DRILLS_FILE = "drills.yaml"
+RETENTION_FILE = "retention.yaml"
+PENALTIES_FILE = "penalties.yaml"  # read by ledgerguard.compliance.postmortem (penalty exposure)
+_NOT_TYPES = (RUBRIC_FILE, CALENDAR_FILE, DRILLS_FILE, RETENTION_FILE, PENALTIES_FILE)  # the catalog's other *.yaml files
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class Catalog:
     calendar: FilingCalendar
     directory: Path | None = None
     drills: DrillPolicy | None = None
+    retention: "RetentionPolicy | None" = None
     _flows: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -271,6 +279,7 @@ class _Scan:
     calendar: FilingCalendar | None
     drills: DrillPolicy | None = None
     files: dict[str, str] = field(default_factory=dict)  # type id -> the file it came from
+    retention: "RetentionPolicy | None" = None
 
 
 def _scan(directory: Path, templates_dir: Path | None) -> _Scan:
@@ -318,12 +327,23 @@ def _scan(directory: Path, templates_dir: Path | None) -> _Scan:
         if raw is not None:
             drills = _validate(DrillPolicy, DRILLS_FILE, raw, problems)
 
+    from ledgerguard.retention.models import RetentionPolicy
+
+    retention: RetentionPolicy | None = None
+    retention_path = directory / RETENTION_FILE
+    if not retention_path.is_file():
+        problems.append(CatalogProblem(RETENTION_FILE, "", "missing: the retention periods (保管期限) are required"))
+    else:
+        raw = _read_yaml(retention_path, problems)
+        if raw is not None:
+            retention = _validate(RetentionPolicy, RETENTION_FILE, raw, problems)
+
     templates = _template_names(templates_dir)
     entries: dict[str, CatalogEntry] = {}
     files: dict[str, str] = {}
     flows: dict[str, str] = {}
     for path in sorted(directory.iterdir()):
-        if path.name in (RUBRIC_FILE, CALENDAR_FILE, DRILLS_FILE) or path.name.startswith("."):
+        if path.name in _NOT_TYPES or path.name.startswith("."):
             continue
         if path.suffix == ".yml":
             problems.append(CatalogProblem(path.name, "", "use the .yaml extension; this file is ignored"))
@@ -348,8 +368,7 @@ def _scan(directory: Path, templates_dir: Path | None) -> _Scan:
         flows[entry.flow] = path.name
         entries[entry.id] = entry
         files[entry.id] = path.name
-    if not entries and not any(p.file.endswith(".yaml") and p.file not in (RUBRIC_FILE, CALENDAR_FILE, DRILLS_FILE)
-                               for p in problems):
+    if not entries and not any(p.file.endswith(".yaml") and p.file not in _NOT_TYPES for p in problems):
         problems.append(CatalogProblem(str(directory), "", "no emergency types (*.yaml) found"))
     if drills is not None:
         for i, type_id in enumerate(drills.rotation):
@@ -359,7 +378,11 @@ def _scan(directory: Path, templates_dir: Path | None) -> _Scan:
         for i, role in enumerate(drills.improvement_owner_roles):
             if known_roles is not None and role not in known_roles:
                 problems.append(CatalogProblem(DRILLS_FILE, f"improvement_owner_roles.{i}", f"unknown role {role!r}"))
-    return _Scan(problems, entries, rubric, calendar, drills, files)
+    if retention is not None:
+        # every type's records must map to kinds: an unmapped one could be a 30-year record
+        for where, reason in retention.problems({type_id: entry.records for type_id, entry in entries.items()}):
+            problems.append(CatalogProblem(RETENTION_FILE, where, reason))
+    return _Scan(problems, entries, rubric, calendar, drills, files, retention)
 
 
 def _default_dirs(directory: Path | None, templates_dir: Path | None) -> tuple[Path, Path | None]:
@@ -378,7 +401,24 @@ def check_catalog(directory: Path | None = None, *, templates_dir: Path | None =
     scan = _scan(directory, templates_dir)
     blamed = {p.file for p in scan.problems}
     sound = {type_id: entry for type_id, entry in scan.entries.items() if scan.files[type_id] not in blamed}
-    return scan.problems + _drill_problems(sound)
+    return scan.problems + _drill_problems(sound) + _penalty_problems(directory, scan)
+
+
+def _penalty_problems(directory: Path, scan) -> list[CatalogProblem]:
+    """penalties.yaml parses, and each of its obligation ids is one a type or the rubric declares."""
+    from ledgerguard.compliance.postmortem import PostmortemError, load_penalties
+
+    try:
+        rules = load_penalties(directory)
+    except PostmortemError as exc:
+        return [CatalogProblem(PENALTIES_FILE, "", str(exc).split(": ", 1)[-1])]
+    if scan.problems:  # a broken type file's obligations are unknown: no guess about what it declares
+        return []
+    declared = {o.id for entry in scan.entries.values() for o in entry.obligations}
+    if scan.rubric is not None:
+        declared |= {o.id for o in scan.rubric.obligations}
+    return [CatalogProblem(PENALTIES_FILE, obligation_id, "no catalog type or rubric.yaml declares this obligation")
+            for obligation_id in sorted(set(rules) - declared)]
 
 
 def _drill_problems(entries: dict[str, CatalogEntry]) -> list[CatalogProblem]:
@@ -410,4 +450,4 @@ def load_catalog(directory: Path | None = None, *, templates_dir: Path | None = 
     if scan.problems or scan.rubric is None or scan.calendar is None:
         raise CatalogError(scan.problems)
     return Catalog(entries=scan.entries, rubric=scan.rubric, calendar=scan.calendar, directory=directory,
-                   drills=scan.drills)
+                   drills=scan.drills, retention=scan.retention)

@@ -42,7 +42,7 @@ def incident_snapshot(*, runtime, incident_id: str) -> dict[str, Any]:
                               for n in register.list_notifications(db_session=db_session,
                                                                    incident_id=incident_id)],
             "obligations": [_row(o, ["obligation_id", "law", "action", "recipient", "deadline",
-                                     "immediate", "status", "note", "amount_yuan"])
+                                     "immediate", "status", "met_at", "note", "amount_yuan"])
                             for o in register.list_obligations(db_session=db_session,
                                                                incident_id=incident_id)],
             "findings": [_row(f, ["detector", "resource", "summary", "facts", "evidence", "observed_at"])

@@ -45,6 +45,12 @@ def test_an_export_holds_the_records_reports_and_evidence_and_verifies(archive):
     assert incidents[0]["id"] == outcome.incident_id
     assert any(name.startswith(f"reports/{outcome.incident_id}/postmortem-") for name in manifest["files"])
     assert manifest["evidence_files"] >= 1
+    # Prefect vacuums its runs: the archive keeps the incident's runs as Prefect reported them.
+    assert manifest["prefect"]["included"] is True and manifest["records"]["prefect_flow_runs"] >= 1
+    runs = [json.loads(line) for line in (out / "records" / "prefect_flow_runs.jsonl").read_text().splitlines()]
+    emergency = next(r for r in runs if r["id"] == outcome.flow_run_id)
+    assert emergency["incident_id"] == outcome.incident_id and emergency["state_type"] == "COMPLETED"
+    assert emergency["task_runs"] and "records/prefect_flow_runs.jsonl" in manifest["files"]
     result = CliRunner().invoke(app, ["export", "verify", str(out)])
     assert result.exit_code == 0 and "intact" in result.output
 

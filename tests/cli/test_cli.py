@@ -17,7 +17,8 @@ runner = CliRunner()
 def test_check_passes_on_the_bundled_catalog():
     result = runner.invoke(app, ["check"])
     assert result.exit_code == 0, result.output
-    assert "catalog OK: 18 file(s)" in result.output  # 15 types + rubric + filing calendar + drills
+    # 15 types + rubric + filing calendar + drills + penalties + retention
+    assert "catalog OK: 20 file(s)" in result.output
 
 
 def test_check_names_file_and_field_of_every_problem(tmp_path):

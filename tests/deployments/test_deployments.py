@@ -59,6 +59,10 @@ def test_every_spec_builds_a_deployment_with_times_in_the_agency_zone():
         "*/15 8-20 * * 1-6", "0 0-7,21-23 * * 1-6", "0 * * * 0"}
     (interval,) = by_name["backup-sweep"].to_deployment().schedules
     assert interval.schedule.interval.total_seconds() == 600
+    # the monthly compliance report: the 1st at 09:00 agency time, last month by default
+    (monthly,) = by_name["monthly-report"].to_deployment().schedules
+    assert monthly.schedule.cron == "0 9 1 * *" and monthly.schedule.timezone == "Asia/Shanghai"
+    assert by_name["monthly-report"].parameters == {} and by_name["monthly-report"].concurrency_limit == 1
 
 
 def test_schedules_can_be_served_paused_and_switched_on_in_the_ui(monkeypatch):
