@@ -85,6 +85,7 @@ def test_post_mortems_match_prefect_and_the_register_state_the_exposure_and_take
     check_post_mortems_against_prefect_and_the_register(three_incidents, live)
     check_wrong_filing_exposure(three_incidents, live)
     check_a_persons_review(three_incidents, live)
+    check_the_monthly_report_of_the_three(three_incidents, live)
 
 
 def check_post_mortems_against_prefect_and_the_register(three_incidents, live):
@@ -216,6 +217,48 @@ def check_a_persons_review(three_incidents, live):
     unknown = CliRunner().invoke(__import__("ledgerguard.cli", fromlist=["app"]).app, [
         "postmortem", "review", incident_id, "--by", "nobody", "--root-cause", "whatever it was"])
     assert unknown.exit_code == 1 and "nobody" in unknown.output
+
+
+def check_the_monthly_report_of_the_three(three_incidents, live):
+    """The month's report, from the same register and the same Prefect API, says what they say."""
+    from collections import Counter
+
+    from prefect import get_client
+    from sqlalchemy import select
+
+    from flows.monthly_report import monthly_report
+    from ledgerguard.models import utcnow
+    from ledgerguard.register import service as register
+    from ledgerguard.register.models import Notification, as_utc
+    from ledgerguard.runtime import get_runtime
+
+    runtime = get_runtime()
+    month = f"{utcnow().astimezone(runtime.agency.tz):%Y-%m}"
+    figures = monthly_report(month=month, send=False, return_state=True).result().figures
+    start, end = figures.start, figures.end
+    ids = [o.incident_id for o in three_incidents]
+    with runtime.session() as db_session:
+        incidents = [register.get_incident(db_session=db_session, incident_id=i) for i in ids]
+        obligations = [o for i in ids for o in register.list_obligations(db_session=db_session, incident_id=i)
+                       if start <= as_utc(o.deadline) < end]
+        notifications = list(db_session.scalars(select(Notification)))
+    assert figures.incidents.total == 3
+    assert {c.key: c.count for c in figures.incidents.by_type} == dict(Counter(i.emergency_type for i in incidents))
+    assert {c.key: c.count for c in figures.incidents.by_level} == dict(Counter(str(i.level) for i in incidents))
+    assert figures.mtta.not_reached == sum(1 for i in incidents if i.acknowledged_at is None)
+    assert figures.obligations.total == len(obligations)
+    in_month = [n for n in notifications if start <= as_utc(n.created_at) < end]
+    for channel in figures.delivery:
+        rows = [n for n in in_month if n.channel == channel.channel]
+        assert (channel.total, channel.sent, channel.failed) == (
+            len(rows), sum(n.status == "sent" for n in rows), sum(n.status == "failed" for n in rows))
+    # Prefect's side: every emergency run of the three is counted under its flow, completed.
+    with get_client(sync_client=True) as client:
+        names = {o.flow_run_id: client.read_flow(client.read_flow_run(UUID(o.flow_run_id)).flow_id).name
+                 for o in three_incidents}
+    by_flow = {f.flow_name: f for f in figures.runs.by_flow}
+    for flow_name, count in Counter(names.values()).items():
+        assert by_flow[flow_name].completed >= count
 
 
 def test_the_consistency_check_reports_a_deleted_run_and_a_failed_run_without_record(three_incidents, live):
