@@ -63,6 +63,13 @@ def test_every_spec_builds_a_deployment_with_times_in_the_agency_zone():
     (monthly,) = by_name["monthly-report"].to_deployment().schedules
     assert monthly.schedule.cron == "0 9 1 * *" and monthly.schedule.timezone == "Asia/Shanghai"
     assert by_name["monthly-report"].parameters == {} and by_name["monthly-report"].concurrency_limit == 1
+    # the post-mortem sweep in the evening, the consistency check before the office opens
+    assert [s.schedule.cron for s in by_name["postmortem-sweep"].to_deployment().schedules] == ["30 18 * * *"]
+    assert [s.schedule.cron for s in by_name["consistency-check"].to_deployment().schedules] == ["0 7 * * *"]
+    # the post-mortem's form carries the person's review: root cause and action items are fields
+    schema = by_name["postmortem"].to_deployment()._parameter_openapi_schema.model_dump()
+    review = schema["definitions"]["PostmortemReviewInput"]["properties"]
+    assert {"root_cause", "contributing_factors", "lessons", "action_items", "entered_by"} <= set(review)
 
 
 def test_schedules_can_be_served_paused_and_switched_on_in_the_ui(monkeypatch):
