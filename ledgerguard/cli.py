@@ -857,14 +857,33 @@ def export(ctx: typer.Context,
                   highlight=False)
 
 
+def _history_api(runtime) -> Optional[str]:
+    """The Prefect API whose run history is the record: PREFECT_API_URL, or `ledgerguard up`'s
+    server on this home. None when neither: an ephemeral server would have no history at all, and
+    every run the register names would look deleted."""
+    from prefect.settings import PREFECT_API_URL
+
+    from ledgerguard.intake.app import prefect_api_url
+
+    return PREFECT_API_URL.value() or prefect_api_url(runtime.settings.home)
+
+
+def _require_history_api(runtime, t) -> str:
+    url = _history_api(runtime)
+    if not url:
+        err.print(t("没有可读取运行记录的 Prefect 服务器：请设置 PREFECT_API_URL，或先运行 `ledgerguard up`",
+                    "no Prefect server to read the run history from: set PREFECT_API_URL or start `ledgerguard up`"),
+                  style="red", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(2)
+    return url
+
+
 def _archive_run_history(runtime, incident_ids: list[str]) -> dict:
     """Prefect's runs of these incidents (PREFECT_API_URL, or `up`'s server on this home), with
     their task runs, log lines and artifacts, one JSON row per run and incident."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from ledgerguard.intake.app import prefect_api_url
-
-    url = PREFECT_API_URL.value() or prefect_api_url(runtime.settings.home)
+    url = _history_api(runtime)
     if not url:
         raise RuntimeError("no Prefect server: set PREFECT_API_URL or start `ledgerguard up`")
 
@@ -1070,9 +1089,14 @@ def _parse_action(text: str) -> dict:
 
 
 def _run_postmortem(request, *, as_json: bool, t) -> None:
-    from flows.postmortem import postmortem as postmortem_flow
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    state = postmortem_flow(request, return_state=True)
+    from flows.postmortem import postmortem as postmortem_flow
+    from ledgerguard.runtime import get_runtime
+
+    url = _require_history_api(get_runtime(), t)
+    with temporary_settings({PREFECT_API_URL: url}):
+        state = postmortem_flow(request, return_state=True)
     if not state.is_completed():
         err.print(t(f"复盘未能完成：{state.type.value} {state.message or ''}",
                     f"the post-mortem did not complete: {state.type.value} {state.message or ''}"),
@@ -1184,8 +1208,12 @@ def consistency(start: Optional[datetime] = typer.Option(None, "--from", formats
     runtime = get_runtime()
     tz = ZoneInfo(runtime.settings.timezone)
     start, end = ((d if d is None or d.tzinfo else d.replace(tzinfo=tz)) for d in (start, end))
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = _require_history_api(runtime, lambda zh, english: english if runtime.settings.language == "en" else zh)
     try:
-        report = run_check(runtime, start, end)
+        with temporary_settings({PREFECT_API_URL: url}):
+            report = run_check(runtime, start, end)
     except ValueError as exc:
         err.print(str(exc), style="red", highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(2) from None

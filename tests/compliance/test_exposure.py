@@ -87,3 +87,18 @@ def test_a_broken_penalties_file_is_named_with_its_field(tmp_path):
                                             encoding="utf-8")
     problems = [str(p) for p in check_catalog(catalog)]
     assert any("penalties.yaml" in p and "no_such_duty" in p for p in problems), problems
+
+
+def test_history_commands_refuse_to_read_an_empty_ephemeral_server(lg_home, monkeypatch):
+    """Without PREFECT_API_URL or `up`'s server, Prefect would start an empty ephemeral server and
+    every run the register names would look deleted: the commands say so instead (exit 2)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from typer.testing import CliRunner
+
+    from ledgerguard.cli import app
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    # This worker may hold the session's test harness (its URL in Prefect's settings): not here.
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        result = CliRunner().invoke(app, ["consistency"])
+        assert result.exit_code == 2 and "PREFECT_API_URL" in result.output

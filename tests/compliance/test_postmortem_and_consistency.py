@@ -16,6 +16,8 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner
 
+from tests.support.history import task_runs_settled
+
 pytestmark = pytest.mark.prefect
 
 
@@ -57,6 +59,7 @@ def three_incidents(live):
     outcomes.append(wrong_filing(WrongFilingRequest(period=period, source="test"), return_state=True).result())
     assert all(o.incident_id for o in outcomes), [o.status for o in outcomes]
     assert len({o.incident_id for o in outcomes}) == 3
+    task_runs_settled([o.flow_run_id for o in outcomes])  # both readers must see the same history
     return outcomes
 
 
