@@ -18,6 +18,4 @@ python3 -m venv .venv
 # Whole files per worker: module-scoped stacks are started once per file. Three workers on two
 # cores: the served-stack tests spend most of their time waiting (escalation timers, quiet hours,
 # runner polls), so a third worker overlaps them (measured here: 688 s against 761 s with two).
-# Files are handed out in collection order, where tests/conftest.py puts the minutes-long files
-# first; xdist's default (most tests first) left the one-test browser and stack files for last.
-exec .venv/bin/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder -q "$@"
+exec .venv/bin/python -m pytest -n 3 --dist loadfile -q "$@"

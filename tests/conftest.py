@@ -133,8 +133,7 @@ def live(live_unattended):
 
 # The files that take minutes (served stacks waiting on escalation timers and quiet hours, the
 # browser round trip) go first: xdist hands out whole files in collection order, so a long file
-# picked up last would run alone at the end while the other workers sit idle (scripts/test.sh
-# passes --no-loadscope-reorder so this order is kept).
+# picked up last would run alone at the end while the other workers sit idle.
 SLOW_FIRST = (
     "tests/escalation/test_escalation_on_the_stack.py",
     "tests/escalation/test_approvals_and_checklists_on_the_stack.py",
