@@ -129,32 +129,3 @@ def live(live_unattended):
 
     with approving() as given:
         yield {**live_unattended, "approvals": given}
-
-
-# The files that take minutes (served stacks waiting on escalation timers and quiet hours, the
-# browser round trip) go first: xdist hands out whole files in collection order, so a long file
-# picked up last would run alone at the end while the other workers sit idle.
-SLOW_FIRST = (
-    "tests/escalation/test_escalation_on_the_stack.py",
-    "tests/escalation/test_approvals_and_checklists_on_the_stack.py",
-    "tests/browser/test_responder_in_the_ui.py",
-    "tests/e2e/test_alert_to_email.py",
-    "tests/relay/test_relay.py",
-    "tests/deployments/test_lifecycle.py",
-    "tests/stack/test_stack.py",
-    "tests/deployments/test_deploy_all.py",
-    "tests/deployments/test_deployments.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    root = Path(str(config.rootpath))
-
-    def rank(item) -> int:
-        try:
-            name = Path(str(item.path)).relative_to(root).as_posix()
-        except ValueError:
-            return len(SLOW_FIRST)
-        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
-
-    items.sort(key=rank)  # stable: the order inside a file, and of the other files, is kept
