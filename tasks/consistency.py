@@ -13,7 +13,7 @@ from prefect.runtime import flow_run
 
 from ledgerguard.channels.contacts import management_recipients
 from ledgerguard.channels.messaging import render_message
-from ledgerguard.compliance.consistency import ConsistencyReport, check_consistency, incidents_in, linked_run_ids
+from ledgerguard.compliance.consistency import ConsistencyReport, check_consistency
 from ledgerguard.models import Stage, utcnow
 from ledgerguard.response.notifying import send_once
 from ledgerguard.runtime import get_runtime
@@ -31,10 +31,8 @@ def run_check(runtime, start: datetime | None = None, end: datetime | None = Non
         raise ValueError(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
     history = read_runs_between(start=start, end=end, emergency_only=True)
     with runtime.session() as db_session:
-        incidents = incidents_in(db_session=db_session, start=start, end=end)
-        links = linked_run_ids(db_session=db_session, incident_ids=[i.id for i in incidents])
-        linked = read_runs(run_ids=[run_id for runs in links.values() for run_id, _ in runs], details=False)
-        return check_consistency(db_session=db_session, history=history, linked_history=linked, start=start, end=end)
+        return check_consistency(db_session=db_session, history=history, start=start, end=end,
+                                 read_linked=lambda run_ids: read_runs(run_ids=run_ids, details=False))
 
 
 @task(name="check-register-against-prefect", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)

@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from ledgerguard.channels.contacts import management_recipients
-from ledgerguard.compliance.consistency import ConsistencyReport, check_consistency, linked_run_ids
+from ledgerguard.compliance.consistency import ConsistencyReport, check_consistency
 from ledgerguard.compliance.models import RunHistory
 from ledgerguard.compliance.monthly import (
     MonthlyFigures,
@@ -95,17 +95,10 @@ def check_month(window: MonthWindow, history: RunHistory) -> ConsistencyReport:
     """The register against Prefect for the month: the runs the register links to the month's
     incidents are read back by id (a run opened last month but linked now is still found), so
     a run Prefect no longer has is named."""
-    from ledgerguard.compliance.consistency import incidents_in
-
     runtime = get_runtime()
     with runtime.session(read_only=True) as db_session:
-        incidents = incidents_in(db_session=db_session, start=window.start, end=window.end)
-        links = linked_run_ids(db_session=db_session, incident_ids=[i.id for i in incidents])
-    run_ids = sorted({run_id for runs in links.values() for run_id, _ in runs})
-    linked = read_runs(run_ids=run_ids, details=False) if run_ids else None
-    with runtime.session(read_only=True) as db_session:
         report = check_consistency(db_session=db_session, history=history, start=window.start, end=window.end,
-                                   linked_history=linked)
+                                   read_linked=lambda run_ids: read_runs(run_ids=run_ids, details=False))
     logger = get_run_logger()
     if report.ok:
         logger.info("consistency %s: %d incident(s), %d run(s): consistent", window.month, report.checked_incidents,

@@ -95,9 +95,8 @@ def _clients(runtime, snapshot) -> tuple[list[dict], int | None]:
     return out, total
 
 
-def render_postmortem(runtime, *, incident_id: str, history, language: str) -> tuple[str, str, object]:
-    """(markdown, html, message) of the post-mortem in ``language``."""
-    entry = runtime.catalog.get(_incident_type(runtime, incident_id))
+def gather_register(runtime, incident_id: str) -> dict:
+    """The register's side of the post-mortem, read once for both languages."""
     snapshot = incident_snapshot(runtime=runtime, incident_id=incident_id)
     with runtime.session() as db_session:
         review = latest_review(db_session=db_session, incident_id=incident_id)
@@ -107,12 +106,21 @@ def render_postmortem(runtime, *, incident_id: str, history, language: str) -> t
         if review is not None:
             db_session.expunge(review)
     clients, total = _clients(runtime, snapshot)
+    return {"entry": runtime.catalog.get(snapshot["incident"]["emergency_type"]), "snapshot": snapshot,
+            "review": review, "signals": signals, "clients": clients, "clients_total": total,
+            "penalties": load_penalties(runtime.settings.catalog_dir)}
+
+
+def render_postmortem(runtime, *, record: dict, history, language: str) -> tuple[str, str, object]:
+    """(markdown, html, message) of the post-mortem in ``language``."""
+    entry, snapshot = record["entry"], record["snapshot"]
     context = report_context(runtime=runtime, entry=entry, snapshot=snapshot, run={})
     context["language"] = language
     context["entry"]["name"] = entry.name.zh if language.startswith("zh") else entry.name.en
-    context["pm"] = postmortem_context(snapshot=snapshot, signals=signals, history=history, review=review,
-                                       penalties=load_penalties(runtime.settings.catalog_dir), clients=clients,
-                                       clients_total=total, language=language)
+    context["pm"] = postmortem_context(snapshot=snapshot, signals=record["signals"], history=history,
+                                       review=record["review"], penalties=record["penalties"],
+                                       clients=record["clients"], clients_total=record["clients_total"],
+                                       language=language)
     context["body_html"] = ""  # the first pass renders the Markdown the HTML is made from
     kwargs = {"name": TEMPLATE, "language": language, "templates_dir": runtime.settings.templates_dir}
     message = render_message(context=context, **kwargs)
@@ -120,11 +128,6 @@ def render_postmortem(runtime, *, incident_id: str, history, language: str) -> t
     context["body_html"] = Markup(_MARKDOWN.render(markdown))
     html = render_message(context=context, **kwargs).html
     return markdown, html, dataclasses.replace(message, html=html)
-
-
-def _incident_type(runtime, incident_id: str) -> str:
-    with runtime.session() as db_session:
-        return register.get_incident(db_session=db_session, incident_id=incident_id).emergency_type
 
 
 def postmortem_dir(reports_dir: Path, incident_id: str) -> Path:
@@ -147,12 +150,13 @@ def build_and_send_postmortem(incident_id: str, send: bool = True) -> Postmortem
     runtime = get_runtime()
     logger = get_run_logger()
     history = gather_history(runtime, incident_id)
+    record = gather_register(runtime, incident_id)
     folder = postmortem_dir(runtime.settings.reports_dir, incident_id)
     files: list[Path] = []
     primary = runtime.settings.language if runtime.settings.language in LANGUAGES else LANGUAGES[0]
     rendered = {}
     for language in (primary, *[lang for lang in LANGUAGES if lang != primary]):
-        markdown, html, message = render_postmortem(runtime, incident_id=incident_id, history=history,
+        markdown, html, message = render_postmortem(runtime, record=record, history=history,
                                                     language=language)
         rendered[language] = (markdown, message)
         files.append(write_text(folder / f"postmortem-{incident_id}.{language}.md", markdown))

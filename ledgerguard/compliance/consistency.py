@@ -8,6 +8,7 @@ recording anything is exactly what an auditor must not find hidden, so it is rep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -104,17 +105,18 @@ def incidents_in(*, db_session: Session, start: datetime, end: datetime) -> list
 
 
 def check_consistency(*, db_session: Session, history: RunHistory, start: datetime, end: datetime,
-                      linked_history: RunHistory | None = None, now: datetime | None = None,
+                      read_linked: Callable[[list[str]], RunHistory] | None = None, now: datetime | None = None,
                       grace: timedelta = timedelta(minutes=30)) -> ConsistencyReport:
     """Compare the incidents opened in [start, end) and the emergency runs of ``history`` (the
-    range's runs) with each other. ``linked_history`` is Prefect's answer for the runs the
-    register links to those incidents (``tasks.history.read_runs``); its ``missing`` ids are runs
-    Prefect no longer has. An incident younger than ``grace`` may not have its run linked yet."""
+    range's runs) with each other. ``read_linked(run_ids)`` asks Prefect about the runs the
+    register links to those incidents (``tasks.history.read_runs``); the ``missing`` ids of its
+    answer are runs Prefect no longer has. An incident younger than ``grace`` may not have its run linked yet."""
     now = now or utcnow()
     report = ConsistencyReport(start=start, end=end, checked_at=now)
     incidents = incidents_in(db_session=db_session, start=start, end=end)
     links = linked_run_ids(db_session=db_session, incident_ids=[i.id for i in incidents])
     report.checked_incidents = len(incidents)
+    linked_history = read_linked([run_id for runs in links.values() for run_id, _ in runs]) if read_linked else None
     missing = set(linked_history.missing) if linked_history else set()
     known: dict[str, FlowRunRecord] = {r.id: r for r in history.runs}
     if linked_history:
